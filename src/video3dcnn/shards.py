@@ -1,0 +1,244 @@
+"""The processed-data format: clip shards, per-host manifests and classes.txt.
+
+This is the interface between the processing image and the training image (see docs/data-format.md).
+
+A processed-data directory holds, for every host that wrote into it:
+
+- ``<host>-<NNNNN>.npz``: a shard, a zip of .npy members (deflated) read with ``np.load(allow_pickle=False)``:
+  ``clips`` uint8 ``[N, T, H, W, C]`` (RGB or gray), ``labels`` int32 ``[N]`` (index into the class list),
+  ``groups`` str ``[N]`` (group id: clips of one group never straddle the split), ``is_val`` bool ``[N]``,
+  ``paths`` str ``[N]`` (source video, relative to the input root), ``frame_indices`` int32 ``[N, T]`` (which decoded
+  frames form each clip).
+- ``manifest-<host>.json``: written last; lists that host's shards, the class list, the clip spec, counts and every
+  skipped file. Readers only trust shards listed in a manifest, so a killed run never looks complete.
+- ``classes.txt``: the class list, one name per line, line i = label i.
+
+Every file is written to a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from video3dcnn.config import ClipSpec
+from video3dcnn.errors import DataError
+
+SCHEMA_VERSION = 1
+SHARD_KEYS = ("clips", "labels", "groups", "is_val", "paths", "frame_indices")
+CLASSES_FILE = "classes.txt"
+MANIFEST_PREFIX = "manifest-"
+SHARD_PATTERN = re.compile(r"^(?P<host>.+)-(?P<index>\d{5})\.npz$")
+
+
+def shard_name(host: str, index: int) -> str:
+    """File name of shard ``index`` written by ``host``."""
+    return f"{host}-{index:05d}.npz"
+
+
+def manifest_name(host: str) -> str:
+    """File name of ``host``'s manifest."""
+    return f"{MANIFEST_PREFIX}{host}.json"
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (UTF-8)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+@dataclass
+class Shard:
+    """The arrays of one shard (see the module docstring for shapes and types)."""
+
+    clips: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray
+    is_val: np.ndarray
+    paths: np.ndarray
+    frame_indices: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def validate(self, spec: ClipSpec | None = None) -> None:
+        """Raise DataError unless the arrays agree in length, dtype and (optionally) clip shape."""
+        n = len(self)
+        if self.clips.dtype != np.uint8 or self.clips.ndim != 5:
+            raise DataError(f"clips must be uint8 [N,T,H,W,C], got {self.clips.dtype} {self.clips.shape}")
+        for key in SHARD_KEYS:
+            if getattr(self, key).shape[0] != n:
+                raise DataError(f"shard arrays disagree in length: {key} has {getattr(self, key).shape[0]}, labels {n}")
+        if spec is not None and tuple(self.clips.shape[1:]) != spec.shape:
+            raise DataError(f"clip shape {tuple(self.clips.shape[1:])} does not match the clip spec {spec.shape}")
+
+
+def write_shard(path: Path, shard: Shard, compress: bool = True) -> int:
+    """Write ``shard`` to ``path`` atomically and return the file size in bytes."""
+    shard.validate()
+    arrays = {
+        "clips": np.ascontiguousarray(shard.clips, dtype=np.uint8),
+        "labels": np.asarray(shard.labels, dtype=np.int32),
+        "groups": np.asarray(shard.groups, dtype=str),
+        "is_val": np.asarray(shard.is_val, dtype=bool),
+        "paths": np.asarray(shard.paths, dtype=str),
+        "frame_indices": np.asarray(shard.frame_indices, dtype=np.int32),
+    }
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            (np.savez_compressed if compress else np.savez)(handle, **arrays)
+    return path.stat().st_size
+
+
+def read_shard(path: Path, keys: Sequence[str] = SHARD_KEYS) -> Shard | dict[str, np.ndarray]:
+    """Read a shard without pickle.
+
+    Args:
+        path: the .npz file.
+        keys: members to load; all of them (the default) returns a ``Shard``, a subset returns a dict.
+
+    Raises:
+        DataError: the file is missing, not a shard, or lacks a member.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [key for key in keys if key not in data.files]
+            if missing:
+                raise DataError(f"{path} is not a video3dcnn shard: missing {', '.join(missing)}")
+            arrays = {key: data[key] for key in keys}
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read shard {path}: {exc}") from None
+    if tuple(keys) == SHARD_KEYS:
+        return Shard(**arrays)
+    return arrays
+
+
+def write_classes(directory: Path, classes: Sequence[str]) -> Path:
+    """Write ``classes.txt`` (overwritten, never appended): line i is the name of label i."""
+    path = directory / CLASSES_FILE
+    write_text_atomic(path, "".join(f"{name}\n" for name in classes))
+    return path
+
+
+def read_classes(path: Path) -> list[str]:
+    """Read a class list: one name per line, blank lines and ``#`` comments ignored, duplicates refused."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise DataError(f"cannot read class list {path}: {exc.strerror}") from None
+    names = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise DataError(f"class list {path} repeats {', '.join(duplicates)}")
+    if not names:
+        raise DataError(f"class list {path} is empty")
+    return names
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """One shard as listed in a manifest."""
+
+    path: Path
+    clips: int
+    train: int
+    validation: int
+
+
+@dataclass(frozen=True)
+class DatasetIndex:
+    """Everything a reader needs to know about a processed-data directory, from its manifests alone."""
+
+    directory: Path
+    classes: tuple[str, ...]
+    clip_spec: ClipSpec
+    shards: tuple[ShardInfo, ...]
+    manifests: tuple[Path, ...]
+
+    @property
+    def num_train(self) -> int:
+        return sum(s.train for s in self.shards)
+
+    @property
+    def num_validation(self) -> int:
+        return sum(s.validation for s in self.shards)
+
+
+def read_manifest(path: Path) -> dict:
+    """Read one manifest and check its schema version."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"cannot read manifest {path}: {exc}") from None
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise DataError(f"{path} has schema_version {version}; this version of video3dcnn reads {SCHEMA_VERSION}")
+    return manifest
+
+
+def find_manifests(directory: Path) -> list[Path]:
+    """All manifests directly in ``directory`` (sorted)."""
+    return sorted(directory.glob(f"{MANIFEST_PREFIX}*.json"))
+
+
+def load_index(directory: Path) -> DatasetIndex:
+    """Read and cross-check every manifest in ``directory``.
+
+    Raises:
+        DataError: no manifest; two manifests that disagree on the class list or clip spec (naming both); a listed
+            shard that is missing.
+    """
+    directory = Path(directory)
+    manifests = find_manifests(directory)
+    if not manifests:
+        raise DataError(
+            f"no {MANIFEST_PREFIX}<host>.json in {directory}: point this at the output of 'video3dcnn process' "
+            "(check the channel's S3 prefix or the --data-dir path)"
+        )
+    first_path, first = manifests[0], read_manifest(manifests[0])
+    shards: list[ShardInfo] = []
+    for path in manifests:
+        manifest = first if path == first_path else read_manifest(path)
+        if manifest["classes"] != first["classes"]:
+            raise DataError(f"class lists differ between {first_path.name} and {path.name}: process all hosts with one --classes file")
+        if ClipSpec.from_dict(manifest["clip_spec"]) != ClipSpec.from_dict(first["clip_spec"]):
+            raise DataError(f"clip specs differ between {first_path.name} and {path.name}")
+        for entry in manifest["shards"]:
+            shard_path = directory / entry["file"]
+            if not shard_path.is_file():
+                raise DataError(f"{path.name} lists {entry['file']}, which is missing from {directory}")
+            shards.append(ShardInfo(shard_path, int(entry["clips"]), int(entry["train"]), int(entry["validation"])))
+    return DatasetIndex(
+        directory=directory,
+        classes=tuple(first["classes"]),
+        clip_spec=ClipSpec.from_dict(first["clip_spec"]),
+        shards=tuple(shards),
+        manifests=tuple(manifests),
+    )
