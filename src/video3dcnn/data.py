@@ -1,0 +1,254 @@
+"""Streaming clip loader: a ``keras.utils.PyDataset`` over the shards that ``video3dcnn process`` writes.
+
+Memory is bounded by ``buffer_clips`` (plus one batch per queued step), never by the data set: each epoch the shard
+order is shuffled, consecutive shards are grouped into *windows* of at least ``buffer_clips`` clips, and the clips of
+one window are shuffled together. At most two windows are decoded at a time. Clips stay uint8 (the model rescales);
+shards are read through ``shards.read_shard`` (``np.load(allow_pickle=False)``). Only numpy and ``keras.utils`` are
+used, so the loader works with every Keras backend.
+
+Batch ``i`` of an epoch is a pure function of ``(seed, epoch, i)``, so loader threads may fetch batches in any order
+and a resumed run sees the same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from video3dcnn.errors import DataError
+from video3dcnn.shards import DatasetIndex, read_shard
+
+logger = logging.getLogger(__name__)
+
+SUBSETS = ("train", "validation", "all")
+CACHED_WINDOWS = 2
+_BRIGHTNESS = 24  # +/- grey levels of the brightness augmentation
+
+
+@dataclass(frozen=True)
+class ShardRows:
+    """One shard and how many of its clips belong to the subset being read."""
+
+    path: Path
+    rows: int
+
+
+def subset_rows(index: DatasetIndex, subset: str) -> list[ShardRows]:
+    """The shards of ``index`` that hold clips of ``subset`` (``train``, ``validation`` or ``all``)."""
+    if subset not in SUBSETS:
+        raise ValueError(f"subset must be one of {', '.join(SUBSETS)}, got {subset!r}")
+    counts = {"train": lambda s: s.train, "validation": lambda s: s.validation, "all": lambda s: s.clips}[subset]
+    return [ShardRows(info.path, counts(info)) for info in index.shards if counts(info) > 0]
+
+
+def _subset_mask(is_val: np.ndarray, subset: str) -> np.ndarray | None:
+    if subset == "all":
+        return None
+    return is_val if subset == "validation" else ~is_val
+
+
+def read_subset(shard: ShardRows, subset: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read the ``subset`` clips (uint8) and labels (int32) of one shard, checking the count against its manifest."""
+    arrays = read_shard(shard.path, keys=("clips", "labels", "is_val"))
+    mask = _subset_mask(arrays["is_val"].astype(bool), subset)
+    clips, labels = arrays["clips"], arrays["labels"].astype(np.int32)
+    if mask is not None:
+        clips, labels = clips[mask], labels[mask]
+    if len(labels) != shard.rows:
+        raise DataError(f"{shard.path} holds {len(labels)} {subset} clips but its manifest lists {shard.rows}")
+    return clips, labels
+
+
+@dataclass(frozen=True)
+class _Window:
+    """Consecutive shards (in this epoch's order) whose clips are shuffled together."""
+
+    shard_ids: tuple[int, ...]
+    start: int  # position of the window's first clip in the epoch
+    rows: int
+
+
+class ClipLoader(keras.utils.PyDataset):
+    """Batches ``(clips uint8 [B,T,H,W,C], labels int32 [B])`` streamed from shards.
+
+    Args:
+        shards: the shards to read and their clip counts for ``subset`` (see ``subset_rows``).
+        subset: which clips of each shard to use (``train``, ``validation`` or ``all``).
+        batch_size: clips per batch; the last batch of an epoch may be smaller.
+        shuffle: shuffle shard order and clips within each window, differently every epoch.
+        seed: seed of the shuffling and augmentation.
+        buffer_clips: clips decoded and shuffled together (a window); bounds memory.
+        augment: random horizontal flips and brightness shifts (per clip, all frames alike).
+        workers: threads preparing batches ahead of the model (0 or 1: on the training thread).
+        max_queue_size: batches prepared ahead when ``workers > 1``.
+    """
+
+    def __init__(
+        self,
+        shards: Sequence[ShardRows],
+        subset: str = "all",
+        batch_size: int = 16,
+        shuffle: bool = False,
+        seed: int = 0,
+        buffer_clips: int = 2048,
+        augment: bool = False,
+        workers: int = 1,
+        max_queue_size: int = 8,
+    ) -> None:
+        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max_queue_size)
+        if batch_size < 1 or buffer_clips < 1:
+            raise ValueError("batch_size and buffer_clips must be at least 1")
+        self.shards = list(shards)
+        self.subset = subset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.buffer_clips = buffer_clips
+        self.augment = augment
+        self.epoch = 0
+        self.num_clips = sum(shard.rows for shard in self.shards)
+        self._plan_cache: tuple[int, list[_Window]] | None = None
+        self._cache: OrderedDict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._load_lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return math.ceil(self.num_clips / self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} out of range for {len(self)} batches")
+        start = index * self.batch_size
+        stop = min(start + self.batch_size, self.num_clips)
+        windows = self._plan()
+        clips, labels = [], []
+        first = bisect.bisect_right([w.start for w in windows], start) - 1
+        for window in windows[first:]:
+            if window.start >= stop:
+                break
+            window_clips, window_labels, order = self._window(window)
+            rows = order[max(start - window.start, 0) : stop - window.start]
+            clips.append(window_clips[rows])
+            labels.append(window_labels[rows])
+        batch = (clips[0], labels[0]) if len(clips) == 1 else (np.concatenate(clips), np.concatenate(labels))
+        return self._augment(*batch, index) if self.augment else batch
+
+    def on_epoch_end(self) -> None:
+        """Advance to the next epoch's order (Keras calls this after every epoch)."""
+        self.epoch += 1
+
+    def _rng(self, *key: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch, *key])
+
+    def _plan(self) -> list[_Window]:
+        """This epoch's windows: shards in (shuffled) order, grouped until each holds ``buffer_clips`` clips."""
+        cached = self._plan_cache
+        if cached is not None and cached[0] == self.epoch:
+            return cached[1]
+        order = self._rng(0).permutation(len(self.shards)) if self.shuffle else np.arange(len(self.shards))
+        windows, current, start, rows = [], [], 0, 0
+        for shard_id in order:
+            current.append(int(shard_id))
+            rows += self.shards[shard_id].rows
+            if rows >= self.buffer_clips or shard_id == order[-1]:
+                windows.append(_Window(tuple(current), start, rows))
+                current, start, rows = [], start + rows, 0
+        self._plan_cache = (self.epoch, windows)
+        return windows
+
+    def _window(self, window: _Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The decoded clips, labels and this epoch's clip order of ``window`` (cached, loaded once)."""
+        key = (self.epoch, *window.shard_ids)
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        with self._load_lock:  # one load at a time; a second thread waiting for the same window then finds it
+            with self._cache_lock:
+                if key in self._cache:
+                    return self._cache[key]
+            loaded = self._load(window)
+            with self._cache_lock:
+                self._cache[key] = loaded
+                while len(self._cache) > CACHED_WINDOWS:
+                    self._cache.popitem(last=False)
+            return loaded
+
+    def _load(self, window: _Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        parts = [read_subset(self.shards[shard_id], self.subset) for shard_id in window.shard_ids]
+        clips = parts[0][0] if len(parts) == 1 else np.concatenate([part[0] for part in parts])
+        labels = parts[0][1] if len(parts) == 1 else np.concatenate([part[1] for part in parts])
+        order = self._rng(1, *window.shard_ids).permutation(window.rows) if self.shuffle else np.arange(window.rows)
+        return clips, labels, order
+
+    def _augment(self, clips: np.ndarray, labels: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Flip some clips left-right and shift their brightness; labels are unchanged."""
+        rng = self._rng(2, index)
+        clips = clips.copy()
+        flip = rng.random(len(clips)) < 0.5
+        clips[flip] = clips[flip][:, :, :, ::-1]
+        shift = rng.integers(-_BRIGHTNESS, _BRIGHTNESS + 1, len(clips)).reshape(-1, 1, 1, 1, 1)
+        clips = np.clip(clips.astype(np.int16) + shift, 0, 255).astype(np.uint8)
+        return clips, labels
+
+
+def check_compatible(train: DatasetIndex, validation: DatasetIndex) -> None:
+    """Refuse a validation channel whose class list or clip spec differs from the training channel's."""
+    if train.classes != validation.classes:
+        raise DataError(
+            f"class lists differ between {train.manifests[0]} and {validation.manifests[0]}: "
+            "process the training and validation videos with one --classes file"
+        )
+    if train.clip_spec != validation.clip_spec:
+        raise DataError(f"clip specs differ between {train.manifests[0]} and {validation.manifests[0]}")
+
+
+def split_loaders(
+    train: DatasetIndex,
+    validation: DatasetIndex | None,
+    batch_size: int,
+    **options,
+) -> tuple[ClipLoader, ClipLoader | None]:
+    """Training and validation loaders.
+
+    Validation clips are the ``is_val`` clips of ``train`` (the group-aware split processing wrote), or, when a
+    separate ``validation`` index is given, all of its clips (and then all clips of ``train`` are for training).
+
+    Args:
+        train, validation: processed-data indexes (``shards.load_index``).
+        batch_size: clips per batch.
+        **options: ``seed``, ``buffer_clips``, ``augment``, ``workers`` for the training loader.
+
+    Returns:
+        The training loader (shuffled) and the validation loader (in order), or None when there are no validation
+        clips.
+
+    Raises:
+        DataError: no training clips, or the two indexes disagree.
+    """
+    if validation is not None:
+        check_compatible(train, validation)
+        train_rows, val_rows = subset_rows(train, "all"), subset_rows(validation, "all")
+        train_subset, val_subset = "all", "all"
+    else:
+        train_rows, val_rows = subset_rows(train, "train"), subset_rows(train, "validation")
+        train_subset, val_subset = "train", "validation"
+    if not train_rows:
+        raise DataError(
+            f"no training clips in {train.directory}: every clip is marked for validation or the shards are empty "
+            "(check the processing split options and its manifest's skipped files)"
+        )
+    train_loader = ClipLoader(train_rows, train_subset, batch_size, shuffle=True, **options)
+    workers = options.get("workers", 1)
+    buffer_clips = options.get("buffer_clips", 2048)
+    val_loader = ClipLoader(val_rows, val_subset, batch_size, workers=workers, buffer_clips=buffer_clips)
+    return train_loader, (val_loader if val_rows else None)

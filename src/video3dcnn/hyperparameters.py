@@ -1,0 +1,137 @@
+"""Training hyperparameters: the ``TrainConfig`` dataclass, the seed notebook's aliases, and their parsing.
+
+Hyperparameters reach ``video3dcnn train`` from two places: ``hyperparameters.json`` (values are JSON strings such as
+``"3"``, ``"true"`` or ``"\\"adam\\""``) and command-line flags (the sagemaker-training toolkit passes every
+hyperparameter again as ``--key value``, the value being Python ``str()`` of the decoded JSON, so ``True``/``False``).
+Both go through one parser (``config.coerce_mapping``); precedence is defaults < hyperparameters.json < flags.
+
+No Keras or TensorFlow here: the launch command imports this module to validate hyperparameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from video3dcnn.config import add_dataclass_arguments, build, coerce_mapping, field_names
+from video3dcnn.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+ARCHITECTURES = ("bn", "seed")
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+IGNORED_PREFIXES = ("sagemaker_",)
+
+# The seed notebook's hyperparameter names (kcct-fujimotolab/3DCNN, VerRan/sagemaker-byos-3dcnn), so its
+# hyperparameters work unchanged. ``model_dir`` is a real field: SageMaker's TensorFlow estimator passes an S3 URI
+# there, which ``resolve_model_dir`` ignores.
+ALIASES = {
+    "epoch": "epochs",
+    "batch": "batch_size",
+    "nclass": "num_classes",
+    "output": "output_data_dir",
+}
+
+DIRECTORY_FIELDS = ("data_dir", "validation_dir", "model_dir", "output_data_dir", "checkpoint_dir")
+
+
+def _hp(default: Any, help_text: str, **metadata: Any) -> Any:
+    return field(default=default, metadata={"help": help_text, **metadata})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every option of ``video3dcnn train``: hyperparameters and the directories they may name.
+
+    Directories are strings (``None``: use the SageMaker channel or the default); ``cli/train.py`` resolves them.
+    """
+
+    epochs: int = _hp(40, "passes over the training clips")
+    batch_size: int = _hp(16, "clips per training step (global, over all hosts and GPUs)")
+    learning_rate: float = _hp(1e-3, "initial learning rate of the optimizer")
+    optimizer: str = _hp("adam", "adam, rmsprop or sgd (momentum 0.9)", choices=OPTIMIZERS)
+    arch: str = _hp("bn", "bn (Conv3D+BatchNorm blocks, global pooling) or seed (the original network)",
+                    choices=ARCHITECTURES)
+    dropout: float = _hp(0.5, "dropout rate before the classifier")
+    seed: int = _hp(0, "random seed for weights, shuffling and augmentation")
+    early_stopping_patience: int | None = _hp(
+        None, "stop after this many epochs without a better val_loss and keep the best weights (off by default)"
+    )
+    augment: bool = _hp(False, "random horizontal flips and brightness; off because a flip changes left/right motion")
+    num_classes: int | None = _hp(None, "expected number of classes; training refuses data with another count")
+    workers: int = _hp(2, "loader threads that prepare batches while the model trains")
+    shuffle_buffer: int = _hp(2048, "clips decoded and shuffled together (bounds the loader's memory)")
+    data_dir: str | None = _hp(None, "processed shards (default: the 'training' channel)", metavar="DIR")
+    validation_dir: str | None = _hp(None, "separate validation shards (default: the 'validation' channel, if any)",
+                                     metavar="DIR")
+    model_dir: str | None = _hp(None, "where model.keras goes (default: SM_MODEL_DIR in a job, else ./model)",
+                                metavar="DIR")
+    output_data_dir: str | None = _hp(None, "metrics and plots (default: SM_OUTPUT_DATA_DIR in a job, else ./output)",
+                                      metavar="DIR")
+    checkpoint_dir: str | None = _hp(None, "per-epoch checkpoints (default: /opt/ml/checkpoints in a job, else off)",
+                                     metavar="DIR")
+
+    def __post_init__(self) -> None:
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "shuffle_buffer": self.shuffle_buffer}
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be 0 or more, got {self.workers}")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise ValueError(f"early_stopping_patience must be at least 1, got {self.early_stopping_patience}")
+        if self.num_classes is not None and self.num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The options that shape training (everything but the directories), for logs and metrics.json."""
+        return {name: getattr(self, name) for name in field_names(TrainConfig) if name not in DIRECTORY_FIELDS}
+
+
+def valid_names() -> list[str]:
+    """Accepted option names: the fields and the aliases."""
+    return sorted({*field_names(TrainConfig), *ALIASES})
+
+
+def parse_layer(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Coerce one layer of raw options (hyperparameters.json or flags) into typed TrainConfig fields.
+
+    Raises:
+        ConfigError: an unknown name (the message lists the valid ones, aliases included) or a bad value.
+    """
+    try:
+        return coerce_mapping(TrainConfig, raw, aliases=ALIASES, ignore_prefixes=IGNORED_PREFIXES)
+    except ConfigError as exc:
+        if str(exc).startswith("unknown option"):
+            name = str(exc).split("'")[1]
+            raise ConfigError(f"unknown hyperparameter '{name}'; valid names are: {', '.join(valid_names())}") from None
+        raise
+
+
+def resolve_config(file_layer: Mapping[str, Any], flag_layer: Mapping[str, Any]) -> TrainConfig:
+    """Build the TrainConfig: defaults < ``file_layer`` (hyperparameters.json) < ``flag_layer`` (flags)."""
+    return build(TrainConfig, parse_layer(file_layer), parse_layer(flag_layer))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--name``/``--kebab-name`` flags (and the alias flags) for every TrainConfig field."""
+    add_dataclass_arguments(parser, TrainConfig, aliases=ALIASES)
+
+
+def unknown_arguments_error(extras: Sequence[str]) -> ConfigError:
+    """The error for command-line words that no option claimed (e.g. ``--batchsize 8``)."""
+    names = [word for word in extras if word.startswith("-")] or list(extras)
+    shown = ", ".join(f"'{name.lstrip('-')}'" for name in names)
+    return ConfigError(f"unknown hyperparameter {shown}; valid names are: {', '.join(valid_names())}")
+
+
+def is_remote_uri(value: str | None) -> bool:
+    """True for ``s3://...`` and other URIs, which SageMaker's TF estimator passes as ``model_dir``."""
+    return bool(value) and "://" in value

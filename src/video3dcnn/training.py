@@ -1,0 +1,260 @@
+"""Compile, fit, checkpoint and save: the training run itself, with no argparse and no ``os.environ``.
+
+``cli/train.py`` resolves the configuration, directories and distribution, then calls ``train``. Keras is imported
+inside the functions: importing this module (e.g. for ``METRIC_DEFINITIONS`` in ``video3dcnn launch``) stays light.
+
+Every epoch logs one line in a stable format, e.g.::
+
+    epoch=3 loss=0.4100 accuracy=0.8800 val_loss=0.5200 val_accuracy=0.8300; time=4.1s clips_per_second=180.2
+
+``METRIC_DEFINITIONS`` holds the matching SageMaker ``metric_definitions`` regexes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from video3dcnn.hyperparameters import TrainConfig
+from video3dcnn.shards import DatasetIndex, write_classes, write_json_atomic, write_text_atomic
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "model.keras"
+CLIP_SPEC_FILE = "clip_spec.json"
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.csv"
+METRIC_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+_NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+# SageMaker scans the job's log lines with each Regex and records the first capture group as the metric.
+METRIC_DEFINITIONS = (
+    {"Name": "train:loss", "Regex": rf"epoch=\d+ loss={_NUMBER}"},
+    {"Name": "train:accuracy", "Regex": rf"epoch=\d+ .*? accuracy={_NUMBER}"},
+    {"Name": "validation:loss", "Regex": rf"epoch=\d+ .*?val_loss={_NUMBER}"},
+    {"Name": "validation:accuracy", "Regex": rf"epoch=\d+ .*?val_accuracy={_NUMBER}"},
+)
+
+
+def format_metric_line(epoch: int, logs: Mapping[str, Any]) -> str:
+    """``epoch=N loss=... accuracy=... val_loss=... val_accuracy=...;`` with the metrics present in ``logs``."""
+    parts = [f"epoch={epoch}"]
+    parts += [f"{key}={float(logs[key]):.4f}" for key in METRIC_KEYS if key in logs]
+    return " ".join(parts) + ";"
+
+
+@dataclass(frozen=True)
+class TrainPaths:
+    """Where a training run writes.
+
+    Attributes:
+        model_dir: model.keras, classes.txt, clip_spec.json (SM_MODEL_DIR in a job).
+        output_data_dir: metrics.json, history.csv and the plots (SM_OUTPUT_DATA_DIR in a job).
+        checkpoint_dir: per-epoch checkpoints, or None for none.
+    """
+
+    model_dir: Path
+    output_data_dir: Path
+    checkpoint_dir: Path | None = None
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: the history of all epochs (resumed ones included) and the validation report."""
+
+    history: dict[str, list] = field(default_factory=dict)
+    report: dict[str, Any] | None = None
+    initial_epoch: int = 0
+    seconds: float = 0.0
+
+
+def make_optimizer(config: TrainConfig):
+    """The Keras optimizer named by ``config.optimizer`` at ``config.learning_rate``."""
+    import keras
+
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(config.learning_rate, momentum=0.9)
+    if config.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(config.learning_rate)
+    return keras.optimizers.Adam(config.learning_rate)
+
+
+def compile_model(model, config: TrainConfig):
+    """Compile for integer labels: sparse categorical cross-entropy, accuracy."""
+    model.compile(optimizer=make_optimizer(config), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _initial_model(config: TrainConfig, index: DatasetIndex, paths: TrainPaths, host: str):
+    """A resumed model and its history when a checkpoint exists, else a new compiled model."""
+    from video3dcnn import checkpoints
+    from video3dcnn.model import build_model
+
+    found = checkpoints.latest(paths.checkpoint_dir, host)
+    if found is not None:
+        logger.info("resuming from %s (%d epochs done)", found.path, found.epoch)
+        return checkpoints.load(found), found.epoch, found.history()
+    model = build_model(index.clip_spec.shape, len(index.classes), config.arch, config.dropout)
+    return compile_model(model, config), 0, {}
+
+
+def _callbacks(config: TrainConfig, paths: TrainPaths, host: str, history: dict, num_clips: int, validating: bool):
+    import keras
+
+    from video3dcnn.callbacks import EpochCheckpoint, MetricLine
+
+    callbacks = [MetricLine(num_clips)]
+    if paths.checkpoint_dir is not None:
+        callbacks.append(EpochCheckpoint(paths.checkpoint_dir, host, history))
+    if config.early_stopping_patience:
+        monitor = "val_loss" if validating else "loss"
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor, patience=config.early_stopping_patience, restore_best_weights=True)
+        )
+    return callbacks
+
+
+def train(
+    config: TrainConfig,
+    index: DatasetIndex,
+    validation_index: DatasetIndex | None,
+    paths: TrainPaths,
+    host: str = "localhost",
+    is_chief: bool = True,
+    scope: AbstractContextManager | None = None,
+    extra_callbacks: list | None = None,
+) -> TrainResult:
+    """Train on ``index`` (and validate), resuming from the newest checkpoint, and write every artefact.
+
+    Args:
+        config: the resolved hyperparameters.
+        index: the training data (``shards.load_index``).
+        validation_index: a separate validation data set, or None to use the ``is_val`` clips of ``index``.
+        paths: output directories.
+        host: this host's name (checkpoint file names).
+        is_chief: write the model and the outputs (only the chief does in a multi-host job).
+        scope: distribution-strategy scope to build the model in (``distribute.setup``).
+        extra_callbacks: more Keras callbacks (tests use one to interrupt a run).
+
+    Returns:
+        The history of all epochs and the validation report.
+
+    Raises:
+        DataError: no training clips, inconsistent data or an unreadable checkpoint.
+    """
+    import keras
+
+    from video3dcnn.data import split_loaders
+
+    started = time.perf_counter()
+    keras.utils.set_random_seed(config.seed)
+    train_loader, val_loader = split_loaders(
+        index, validation_index, config.batch_size, seed=config.seed, buffer_clips=config.shuffle_buffer,
+        augment=config.augment, workers=config.workers,
+    )
+    logger.info("%d training clips, %d validation clips, %d classes, clip shape %s",
+                train_loader.num_clips, val_loader.num_clips if val_loader else 0, len(index.classes),
+                index.clip_spec.shape)
+    with scope or nullcontext():
+        model, initial_epoch, history = _initial_model(config, index, paths, host)
+    train_loader.epoch = initial_epoch
+    callbacks = _callbacks(config, paths, host, history, train_loader.num_clips, val_loader is not None)
+    if initial_epoch < config.epochs:
+        fitted = model.fit(
+            train_loader, validation_data=val_loader, epochs=config.epochs, initial_epoch=initial_epoch,
+            shuffle=False, verbose=0, callbacks=callbacks + list(extra_callbacks or []),
+        )
+        history = _merge_history(history, fitted, initial_epoch)
+    else:
+        logger.info("the checkpoint already completed %d of %d epochs: nothing left to train", initial_epoch,
+                    config.epochs)
+    result = TrainResult(history=history, initial_epoch=initial_epoch)
+    if val_loader is not None:
+        result.report = _validation_report(model, val_loader, index.classes)
+    result.seconds = time.perf_counter() - started
+    if is_chief:
+        save_outputs(model, config, index, paths, result)
+    return result
+
+
+def _merge_history(previous: Mapping[str, list], fitted, initial_epoch: int) -> dict[str, list]:
+    """The resumed epochs' history followed by this run's (Keras' History covers only this run)."""
+    merged = {key: list(values) for key, values in previous.items()}
+    new = {key: [float(v) for v in values] for key, values in fitted.history.items()}
+    count = len(next(iter(new.values()), []))
+    merged.setdefault("epoch", []).extend(range(initial_epoch + 1, initial_epoch + count + 1))
+    for key, values in new.items():
+        merged.setdefault(key, []).extend(values)
+    return merged
+
+
+def _validation_report(model, loader, classes) -> dict[str, Any]:
+    from video3dcnn.evaluation import evaluate_predictions
+    from video3dcnn.predict import predict_loader
+
+    labels, probabilities = predict_loader(model, loader)
+    report = evaluate_predictions(labels, probabilities, classes)
+    logger.info("validation accuracy %.4f on %d clips", report["accuracy"], report["count"])
+    return report
+
+
+def save_outputs(model, config: TrainConfig, index: DatasetIndex, paths: TrainPaths, result: TrainResult) -> None:
+    """Write the model directory (model.keras, classes.txt, clip_spec.json) and the output data directory."""
+    from video3dcnn.checkpoints import save_model
+    from video3dcnn.plots import CONFUSION_MATRIX, TRAINING_CURVES, plot_confusion_matrix, plot_training_curves
+
+    save_model(model, paths.model_dir / MODEL_FILE)
+    write_classes(paths.model_dir, index.classes)
+    write_json_atomic(paths.model_dir / CLIP_SPEC_FILE, index.clip_spec.to_dict())
+    out = paths.output_data_dir
+    write_text_atomic(out / HISTORY_FILE, history_csv(result.history))
+    write_json_atomic(out / METRICS_FILE, metrics_summary(config, index, result))
+    if result.history.get("loss"):
+        plot_training_curves(result.history, out / TRAINING_CURVES)
+    if result.report is not None:
+        plot_confusion_matrix(result.report["confusion_matrix"], index.classes, out / CONFUSION_MATRIX)
+    logger.info("model written to %s, metrics to %s", paths.model_dir, out)
+
+
+def history_csv(history: Mapping[str, list]) -> str:
+    """The history as CSV: ``epoch`` first, then the metrics in a stable order, one row per epoch."""
+    keys = ["epoch"] + [k for k in METRIC_KEYS if k in history] + sorted(set(history) - {"epoch", *METRIC_KEYS})
+    rows = len(history.get("epoch", []))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(keys)
+    for row in range(rows):
+        writer.writerow([_cell(history.get(key, []), row) for key in keys])
+    return buffer.getvalue()
+
+
+def _cell(values: list, row: int) -> str:
+    if row >= len(values):
+        return ""
+    value = values[row]
+    return str(value) if isinstance(value, int) else f"{float(value):.6g}"
+
+
+def metrics_summary(config: TrainConfig, index: DatasetIndex, result: TrainResult) -> dict[str, Any]:
+    """The content of metrics.json: last and best epoch, the validation report and the settings."""
+    history = result.history
+    summary: dict[str, Any] = {"epochs_completed": len(history.get("epoch", []))}
+    if history.get("epoch"):
+        summary["final"] = {key: values[-1] for key, values in history.items() if values}
+    if history.get("val_accuracy"):
+        best = max(range(len(history["val_accuracy"])), key=history["val_accuracy"].__getitem__)
+        summary["best"] = {key: values[best] for key, values in history.items() if len(values) > best}
+    summary["validation"] = result.report
+    summary["resumed_from_epoch"] = result.initial_epoch
+    summary["seconds"] = round(result.seconds, 1)
+    summary["hyperparameters"] = config.hyperparameters()
+    summary["classes"] = list(index.classes)
+    summary["clip_spec"] = index.clip_spec.to_dict()
+    return summary
