@@ -1,0 +1,212 @@
+"""``video3dcnn launch processing|training``: run the images as SageMaker jobs (boto3, extra ``aws``).
+
+Prints the job name on stdout; with ``--wait`` also every status change, then the job's result (the model artifact
+of a training job, the output prefix of a processing job). The request is logged at DEBUG (``--log-level DEBUG``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from video3dcnn.contract import TRAINING_CHANNEL, VALIDATION_CHANNEL
+from video3dcnn.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"
+DEFAULT_POLL_S = 30.0
+MAX_POLL_S = 600.0
+CLASSES_FLAG = "--classes"  # the process option that takes a class list file
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "launch",
+        help="submit a SageMaker Processing or Training job that runs the images (needs boto3: extra 'aws')",
+        description="Submit a SageMaker job with boto3. Credentials and region come from the usual AWS chain.",
+    )
+    kinds = parser.add_subparsers(dest="kind", metavar="KIND")
+    kinds.required = True
+    _add_processing_parser(kinds)
+    _add_training_parser(kinds)
+
+
+def _add_processing_parser(kinds: argparse._SubParsersAction) -> None:
+    parser = kinds.add_parser(
+        "processing",
+        help="videos in S3 -> clip shards in S3 (the processing image)",
+        description="Everything after '--' is passed to 'video3dcnn process' in the container, "
+        "e.g. -- --frames 16 --size 112x112.",
+    )
+    parser.add_argument("--input", required=True, metavar="S3_URI", help="s3:// prefix holding <Class>/<video> folders")
+    parser.add_argument("--output", required=True, metavar="S3_URI", help="s3:// prefix the shards are written to")
+    parser.add_argument(
+        "--classes",
+        type=Path,
+        metavar="FILE",
+        help="local class list (one name per line), uploaded and given to every instance; "
+        "default with --instance-count > 1: the class folders found under --input",
+    )
+    _add_job_options(parser, "video3dcnn-process")
+    parser.add_argument("process_args", nargs=argparse.REMAINDER, help="-- then options for 'video3dcnn process'")
+    parser.set_defaults(run=run_processing)
+
+
+def _add_training_parser(kinds: argparse._SubParsersAction) -> None:
+    parser = kinds.add_parser("training", help="clip shards in S3 -> model.tar.gz in S3 (the training image)")
+    parser.add_argument("--training", required=True, metavar="S3_URI", help="s3:// prefix of the processed shards")
+    parser.add_argument("--validation", metavar="S3_URI", help="s3:// prefix of separate validation shards")
+    parser.add_argument("--output", required=True, metavar="S3_URI", help="S3OutputPath for model.tar.gz")
+    parser.add_argument(
+        "--hyperparameter",
+        "--hp",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a training option, e.g. --hp epochs=20 --hp learning_rate=0.001 (repeatable; JSON-encoded for you)",
+    )
+    parser.add_argument("--checkpoint-s3-uri", metavar="S3_URI", help="sync /opt/ml/checkpoints with this prefix")
+    parser.add_argument("--spot", action="store_true", help="use managed spot instances (checkpoints recommended)")
+    parser.add_argument(
+        "--max-wait",
+        type=int,
+        metavar="SECONDS",
+        help="spot: longest wait including interruptions, above --max-runtime (default: twice --max-runtime)",
+    )
+    _add_job_options(parser, "video3dcnn-train")
+    parser.set_defaults(run=run_training)
+
+
+def _add_job_options(parser: argparse.ArgumentParser, default_name: str) -> None:
+    parser.set_defaults(default_job_name=default_name)
+    group = parser.add_argument_group("job")
+    group.add_argument("--image", required=True, metavar="URI", help="image URI (build_and_push.sh prints it)")
+    group.add_argument("--role", required=True, metavar="ARN", help="IAM role ARN SageMaker assumes for the job")
+    group.add_argument("--region", help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION or the AWS config)")
+    group.add_argument("--job-name", help=f"job name (default: {default_name}-<UTC time>-<random>)")
+    group.add_argument("--instance-type", default=DEFAULT_INSTANCE_TYPE, help=f"(default: {DEFAULT_INSTANCE_TYPE})")
+    group.add_argument("--instance-count", type=int, default=1, help="(default: 1)")
+    group.add_argument("--volume-size", type=int, default=30, metavar="GB", help="EBS GB per instance (default: 30)")
+    group.add_argument("--max-runtime", type=int, default=86400, metavar="SECONDS", help="(default: 86400)")
+    group.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="container variable, repeatable")
+    group.add_argument("--wait", action="store_true", help="wait for the job to end, printing each status change")
+    group.add_argument(
+        "--poll-interval",
+        type=float,
+        default=DEFAULT_POLL_S,
+        metavar="SECONDS",
+        help=f"--wait polling interval (default: {DEFAULT_POLL_S:.0f})",
+    )
+
+
+def parse_key_values(items: Sequence[str], option: str) -> dict[str, str]:
+    """Parse repeated ``KEY=VALUE`` options into a dict; raise ConfigError naming ``option`` on a malformed item."""
+    result = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"invalid {option} {item!r}: use KEY=VALUE")
+        result[key.strip()] = value
+    return result
+
+
+def _job_spec(args: argparse.Namespace):
+    from video3dcnn.launch import JobSpec, make_job_name
+
+    if not 0 < args.poll_interval <= MAX_POLL_S:
+        raise ConfigError(f"--poll-interval must be between 0 and {MAX_POLL_S:.0f} seconds")
+    return JobSpec(
+        name=args.job_name or make_job_name(args.default_job_name),
+        role_arn=args.role,
+        image_uri=args.image,
+        instance_type=args.instance_type,
+        instance_count=args.instance_count,
+        volume_size_gb=args.volume_size,
+        max_runtime_s=args.max_runtime,
+        environment=parse_key_values(args.env, "--env"),
+    )
+
+
+def _process_arguments(args: argparse.Namespace) -> list[str]:
+    arguments = list(args.process_args)
+    if arguments[:1] == ["--"]:
+        arguments = arguments[1:]
+    if any(item == CLASSES_FLAG or item.startswith(CLASSES_FLAG + "=") for item in arguments):
+        raise ConfigError("give --classes FILE to launch (before '--'): it uploads the file for the job")
+    return arguments
+
+
+def _upload_class_list(args: argparse.Namespace, job_name: str) -> str | None:
+    """Upload the class list the instances must share; None when one instance finds the classes itself."""
+    from video3dcnn.launch import aws_client, list_class_folders, staging_uri, upload_classes
+    from video3dcnn.shards import read_classes
+
+    if args.classes is None and args.instance_count == 1:
+        return None
+    s3 = aws_client("s3", args.region)
+    # ShardedByS3Key gives each host a subset of the videos: all must agree on one label order.
+    classes = read_classes(args.classes) if args.classes is not None else list_class_folders(s3, args.input)
+    uri = upload_classes(s3, staging_uri(args.output, job_name), classes)
+    logger.info("class list (%d classes) uploaded to %s", len(classes), uri)
+    return uri
+
+
+def run_processing(args: argparse.Namespace) -> int:
+    """Submit (and with ``--wait`` follow) a processing job."""
+    from video3dcnn.launch import CLASSES_FILE, CLASSES_LOCAL_DIR, processing_request
+
+    job = _job_spec(args)
+    arguments = _process_arguments(args)
+    classes_uri = _upload_class_list(args, job.name)
+    if classes_uri:
+        arguments += [CLASSES_FLAG, str(CLASSES_LOCAL_DIR / CLASSES_FILE)]
+    request = processing_request(job, args.input, args.output, arguments, classes_uri)
+    if _submit(args, "processing", request) is not None:
+        print(f"output: {args.output}", flush=True)
+    return 0
+
+
+def run_training(args: argparse.Namespace) -> int:
+    """Submit (and with ``--wait`` follow) a training job."""
+    from video3dcnn.launch import SpotOptions, encode_hyperparameters, training_request
+
+    if args.max_wait is not None and not args.spot:
+        raise ConfigError("--max-wait only applies to managed spot training: add --spot")
+    job = _job_spec(args)
+    channels = {TRAINING_CHANNEL: args.training}
+    if args.validation:
+        channels[VALIDATION_CHANNEL] = args.validation
+    spot = SpotOptions(args.max_wait or 2 * job.max_runtime_s) if args.spot else None
+    hyperparameters = encode_hyperparameters(parse_key_values(args.hyperparameter, "--hyperparameter"))
+    request = training_request(job, channels, args.output, hyperparameters, args.checkpoint_s3_uri, spot)
+    if spot is not None and not args.checkpoint_s3_uri:
+        logger.warning("spot training without --checkpoint-s3-uri: an interrupted job restarts from epoch 0")
+    description = _submit(args, "training", request)
+    if description is not None:
+        print(f"model: {description['ModelArtifacts']['S3ModelArtifacts']}", flush=True)
+    return 0
+
+
+def _submit(args: argparse.Namespace, kind: str, request: dict) -> dict | None:
+    """Submit ``request``, print the job name and, with ``--wait``, follow the job; return its final description."""
+    from video3dcnn.launch import KINDS, aws_client, submit_job, wait_for_job, wait_timeout
+
+    logger.debug("request: %s", json.dumps(request, indent=2))
+    client = aws_client("sagemaker", args.region)
+    arn = submit_job(client, kind, request)
+    name = request[KINDS[kind].name_key]
+    logger.info("job ARN: %s", arn)
+    print(name, flush=True)
+    if not args.wait:
+        return None
+    return wait_for_job(client, kind, name, args.poll_interval, wait_timeout(request), _print_state)
+
+
+def _print_state(state: str) -> None:
+    print(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {state}", file=sys.stdout, flush=True)
