@@ -1,0 +1,134 @@
+"""Just enough MPEG-4 Part 2 (ISO/IEC 14496-2) header parsing to decode XviD/DivX streams keyframe-aware, exactly.
+
+UCF101 and many older data sets are XviD (MPEG-4 Part 2) in AVI with a keyframe every 12 frames or so. Decoding only
+from the keyframe before each wanted frame is exact for such a stream when every packet holds exactly one coded I- or
+P-VOP (video object plane, i.e. one frame): then packet ``i`` is decoded frame ``i``, an I-VOP is a clean restart, and
+the number of packets is the true frame count. B-VOPs (reordering), packed bitstreams (two VOPs in one packet),
+not-coded VOPs (which decode to no frame) and S-VOPs (global motion) break that, and ``video`` falls back to one
+sequential pass.
+
+Only headers are read: the VOL (video object layer) for the width of the time-increment field, and the first bits of
+each VOP. Start codes cannot be emulated inside coded MPEG-4 Part 2 data, so a byte search finds them reliably.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+START_CODE_PREFIX = b"\x00\x00\x01"
+VOP_START_CODE = START_CODE_PREFIX + b"\xb6"
+VOL_CODES = range(0x20, 0x30)  # video_object_layer_start_code is 0x00000120 .. 0x0000012F
+EXTENDED_PAR = 0xF
+RECTANGULAR = 0
+GRAYSCALE_SHAPE = 3
+VOP_KINDS = ("I", "P", "B", "S")  # vop_coding_type 0..3
+
+
+class BitReader:
+    """Reads big-endian bit fields from bytes; reading past the end raises ValueError."""
+
+    def __init__(self, data: bytes, start: int = 0) -> None:
+        self._data = data
+        self._bit = start * 8
+
+    def read(self, count: int) -> int:
+        """The next ``count`` bits as an unsigned integer."""
+        if self._bit + count > len(self._data) * 8:
+            raise ValueError("header ends early")
+        value = 0
+        for _ in range(count):
+            byte = self._data[self._bit // 8]
+            value = (value << 1) | ((byte >> (7 - self._bit % 8)) & 1)
+            self._bit += 1
+        return value
+
+
+@dataclass(frozen=True)
+class VolHeader:
+    """What the VOP headers of a stream need from its VOL header.
+
+    Attributes:
+        time_increment_bits: width of ``vop_time_increment`` (from ``vop_time_increment_resolution``).
+    """
+
+    time_increment_bits: int
+
+
+def _find_vol_start(data: bytes) -> int:
+    """Offset just past the first VOL start code in ``data``, or -1."""
+    position = data.find(START_CODE_PREFIX)
+    while position >= 0 and position + 3 < len(data):
+        if data[position + 3] in VOL_CODES:
+            return position + 4
+        position = data.find(START_CODE_PREFIX, position + 3)
+    return -1
+
+
+def _skip_vol_control(bits: BitReader) -> None:
+    """Skip ``vol_control_parameters`` and the VBV fields (14496-2 section 6.2.3)."""
+    if bits.read(1):
+        bits.read(2 + 1)  # chroma_format, low_delay
+        if bits.read(1):  # vbv_parameters: 15+1+15+1+15+1+3+11+1+15+1 bits
+            bits.read(79)
+
+
+def parse_vol(data: bytes) -> VolHeader | None:
+    """Parse the first rectangular VOL header in ``data`` (a configuration record or a first packet).
+
+    Returns:
+        The header, or None when ``data`` holds no VOL or one this module does not handle (non-rectangular shape).
+    """
+    start = _find_vol_start(data)
+    if start < 0:
+        return None
+    bits = BitReader(data, start)
+    try:
+        bits.read(1 + 8)  # random_accessible_vol, video_object_type_indication
+        verid = 1
+        if bits.read(1):  # is_object_layer_identifier
+            verid = bits.read(4)
+            bits.read(3)
+        if bits.read(4) == EXTENDED_PAR:
+            bits.read(16)
+        _skip_vol_control(bits)
+        shape = bits.read(2)
+        if shape == GRAYSCALE_SHAPE and verid != 1:
+            bits.read(4)
+        bits.read(1)  # marker
+        resolution = bits.read(16)
+    except ValueError:
+        return None
+    if shape != RECTANGULAR or resolution == 0:
+        return None
+    return VolHeader(time_increment_bits=max(1, (resolution - 1).bit_length()))
+
+
+def vop_kind(packet: bytes, vol: VolHeader) -> str:
+    """Classify one packet by its VOPs.
+
+    Returns:
+        ``"I"``, ``"P"``, ``"B"`` or ``"S"`` for exactly one coded VOP of that type; ``"none"`` for no VOP;
+        ``"packed"`` for several VOPs; ``"not-coded"`` for a VOP that decodes to no frame; ``"bad"`` for a header
+        cut short.
+    """
+    first = packet.find(VOP_START_CODE)
+    if first < 0:
+        return "none"
+    if packet.find(VOP_START_CODE, first + 4) >= 0:
+        return "packed"
+    bits = BitReader(packet, first + 4)
+    try:
+        kind = VOP_KINDS[bits.read(2)]
+        while bits.read(1):  # modulo_time_base: ones ended by a zero
+            pass
+        bits.read(1 + vol.time_increment_bits + 1)  # marker, vop_time_increment, marker
+        coded = bits.read(1)
+    except ValueError:
+        return "bad"
+    return kind if coded else "not-coded"
+
+
+def config_prefix(packet: bytes) -> bytes:
+    """The configuration headers (VOS/VO/VOL) that precede the first VOP of ``packet``; empty when there are none."""
+    first = packet.find(VOP_START_CODE)
+    return packet[:first] if first > 0 else b""
