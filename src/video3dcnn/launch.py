@@ -23,6 +23,7 @@ from typing import Any
 
 from video3dcnn.contract import CHECKPOINT_DIR, OPT_ML, PROCESSING_INPUT, PROCESSING_OUTPUT
 from video3dcnn.errors import ConfigError, DataError, ToolkitError
+from video3dcnn.training import METRIC_DEFINITIONS  # light: Keras is imported inside its functions
 
 logger = logging.getLogger(__name__)
 
@@ -42,16 +43,6 @@ STAGING_PREFIX = "video3dcnn-launch"  # where launch uploads its own files, in t
 
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Stopped"})
 WAIT_MARGIN_S = 3600  # start-up, download and upload time beyond MaxRuntime/MaxWaitTime
-
-# What the training logs print per epoch; SageMaker turns matches into CloudWatch metrics.
-# TODO(training): import video3dcnn.training.METRIC_DEFINITIONS once it lands and drop this copy.
-METRIC_DEFINITIONS: tuple[dict[str, str], ...] = (
-    {"Name": "train:loss", "Regex": r"loss: ([0-9.eE+-]+)"},
-    {"Name": "train:accuracy", "Regex": r"accuracy: ([0-9.eE+-]+)"},
-    {"Name": "validation:loss", "Regex": r"val_loss: ([0-9.eE+-]+)"},
-    {"Name": "validation:accuracy", "Regex": r"val_accuracy: ([0-9.eE+-]+)"},
-)
-
 
 class AwsError(ToolkitError):
     """An AWS call was refused or could not be made (credentials, region, role, quota, network)."""

@@ -172,6 +172,9 @@ def test_a_local_class_list_is_uploaded_as_given(moto: MotoServer, tmp_path: Pat
         (_training_argv("--spot", "--max-runtime", "600", "--max-wait", "600"), "must be greater than the max runtime"),
         (_training_argv("--max-wait", "9000"), "--max-wait only applies to managed spot training"),
         (_training_argv("--hp", "epochs"), "invalid --hyperparameter 'epochs': use KEY=VALUE"),
+        (_training_argv("--hp", "epoks=3"), "unknown hyperparameter 'epoks'; valid names are:"),
+        (_training_argv("--hp", "epochs=three"), "invalid value 'three' for 'epochs'"),
+        (_training_argv("--hp", "optimizer=adamw"), "choose one of adam, rmsprop, sgd"),
         (_training_argv("--poll-interval", "0"), "--poll-interval must be between"),
     ],
 )

@@ -174,6 +174,7 @@ def run_processing(args: argparse.Namespace) -> int:
 
 def run_training(args: argparse.Namespace) -> int:
     """Submit (and with ``--wait`` follow) a training job."""
+    from video3dcnn.hyperparameters import resolve_config
     from video3dcnn.launch import SpotOptions, encode_hyperparameters, training_request
 
     if args.max_wait is not None and not args.spot:
@@ -183,7 +184,9 @@ def run_training(args: argparse.Namespace) -> int:
     if args.validation:
         channels[VALIDATION_CHANNEL] = args.validation
     spot = SpotOptions(args.max_wait or 2 * job.max_runtime_s) if args.spot else None
-    hyperparameters = encode_hyperparameters(parse_key_values(args.hyperparameter, "--hyperparameter"))
+    raw_hyperparameters = parse_key_values(args.hyperparameter, "--hyperparameter")
+    resolve_config({}, raw_hyperparameters)  # unknown names and bad values fail here, not minutes into the job
+    hyperparameters = encode_hyperparameters(raw_hyperparameters)
     request = training_request(job, channels, args.output, hyperparameters, args.checkpoint_s3_uri, spot)
     if spot is not None and not args.checkpoint_s3_uri:
         logger.warning("spot training without --checkpoint-s3-uri: an interrupted job restarts from epoch 0")
