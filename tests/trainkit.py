@@ -39,13 +39,14 @@ def write_dataset(
 ) -> shards.DatasetIndex:
     """Write a processed-data directory (shards, manifest-<host>.json, classes.txt) and return its index.
 
-    Every ``val_every``-th clip is marked ``is_val`` (0: none). Clips are interleaved by class, then cut into shards
+    Every ``val_every``-th clip of each class is marked ``is_val`` (0: none). Clips are interleaved by class, then cut into shards
     of ``shard_size``.
     """
     rng = np.random.default_rng(seed)
     labels = np.tile(np.arange(len(classes), dtype=np.int32), clips_per_class)
     clips = class_clips(labels, spec, rng)
-    is_val = (np.arange(len(labels)) % val_every == val_every - 1) if val_every else np.zeros(len(labels), bool)
+    rounds = np.arange(len(labels)) // len(classes)  # every class gets validation clips
+    is_val = (rounds % val_every == val_every - 1) if val_every else np.zeros(len(labels), bool)
     entries = []
     for number, start in enumerate(range(0, len(labels), shard_size)):
         rows = slice(start, start + shard_size)

@@ -1,0 +1,13 @@
+"""Training-job entry point: the sagemaker-training toolkit runs this file (SAGEMAKER_PROGRAM=train.py).
+
+The toolkit starts it from /opt/ml/code with the job's hyperparameters as ``--key value`` arguments. All the work is
+in the installed package; this shim only hands the arguments to ``video3dcnn train`` and exits with its code (on
+failure ``video3dcnn`` has already written the one-line reason to /opt/ml/output/failure).
+"""
+
+import sys
+
+from video3dcnn.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["train", *sys.argv[1:]]))
