@@ -1,0 +1,102 @@
+"""``video3dcnn process``: labelled videos -> uint8 clip shards; the processing image's entrypoint.
+
+Inside a SageMaker Processing job the input and output default to the seed's paths
+(``/opt/ml/processing/input_data``, ``/opt/ml/processing/processed_data``), every option can come as
+ContainerArguments, shard and manifest names carry the host from ``/opt/ml/config/resourceconfig.json``, and a failure
+reason goes to ``/opt/ml/output/message``
+(https://docs.aws.amazon.com/sagemaker/latest/dg/build-your-own-processing-container.html).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from pathlib import Path
+
+from video3dcnn.config import add_dataclass_arguments, as_dict, build, coerce_mapping, given_arguments
+from video3dcnn.contract import ProcessingEnv, processing_env
+from video3dcnn.errors import ConfigError, DataError, ToolkitError
+
+logger = logging.getLogger(__name__)
+
+SHARDED_BY_KEY = "ShardedByS3Key"
+
+
+def _options_class() -> type:
+    from video3dcnn.processing import ProcessOptions
+
+    return ProcessOptions
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "process",
+        help="decode labelled videos into uint8 clip shards for training",
+        description=(
+            "Decode the videos under --input (class folders, UCF101 names or a --manifest CSV) into clips and write "
+            "shards, classes.txt, preview.png and manifest-<host>.json to --output."
+        ),
+    )
+    parser.add_argument("--input", type=Path, default=None, help="video directory (default in a job: /opt/ml/processing/input_data)")
+    parser.add_argument("--output", type=Path, default=None, help="output directory (default in a job: /opt/ml/processing/processed_data)")
+    add_dataclass_arguments(parser, _options_class())
+    parser.set_defaults(run=run, failure_paths=failure_paths)
+
+
+def failure_paths(args: argparse.Namespace) -> list[Path]:
+    """``/opt/ml/output/message`` inside a Processing job, nothing elsewhere."""
+    try:
+        env = processing_env()
+    except ToolkitError:
+        return []
+    return [env.message_path] if env.message_path else []
+
+
+def _directories(args: argparse.Namespace, env: ProcessingEnv) -> tuple[Path, Path]:
+    """Input and output directories: the flags, else the job's paths; the input must exist."""
+    from video3dcnn.discovery import LAYOUTS_HELP
+
+    if not env.in_job and (args.input is None or args.output is None):
+        raise ConfigError("--input and --output are required outside a SageMaker Processing job")
+    input_dir, output_dir = args.input or env.input_dir, args.output or env.output_dir
+    if not input_dir.is_dir():
+        hint = " (check the ProcessingInput's S3 URI and that its LocalPath is this directory)" if env.in_job else ""
+        raise DataError(f"input directory {input_dir} does not exist or is not a directory{hint}; {LAYOUTS_HELP}")
+    return input_dir, output_dir
+
+
+def resolve_instances(options, env: ProcessingEnv):
+    """Fit the options to the job's instances.
+
+    A ShardedByS3Key input gives every instance different videos, so without ``--classes`` their class lists could
+    disagree: refused. A replicated input read by several instances is split between them by path hash unless
+    ``--num-shards``/``--shard-index`` say otherwise.
+    """
+    hosts = env.hosts
+    if hosts.count <= 1:
+        return options
+    if env.input_distribution == SHARDED_BY_KEY:
+        if not options.classes:
+            raise ConfigError(
+                f"the input is {SHARDED_BY_KEY} across {hosts.count} instances, so they cannot agree on a class list: "
+                "pass --classes FILE (one class per line), e.g. from a second, FullyReplicated ProcessingInput"
+            )
+        return options
+    if options.num_shards is None:
+        index = sorted(hosts.all).index(hosts.current)
+        logger.info("replicated input on %d instances: %s takes part %d", hosts.count, hosts.current, index)
+        return dataclasses.replace(options, num_shards=hosts.count, shard_index=index)
+    return options
+
+
+def run(args: argparse.Namespace) -> int:
+    from video3dcnn.processing import ProcessOptions, process
+
+    env = processing_env()
+    options = build(ProcessOptions, coerce_mapping(ProcessOptions, given_arguments(args, ProcessOptions)))
+    input_dir, output_dir = _directories(args, env)
+    options = resolve_instances(options, env)
+    logger.info("process %s -> %s as %s with %s", input_dir, output_dir, env.hosts.current, as_dict(options))
+    process(input_dir, output_dir, options, host=env.hosts.current, hosts=env.hosts.all)
+    return 0

@@ -1,0 +1,452 @@
+"""Processing: labelled videos in, uint8 clip shards out (the library behind ``video3dcnn process``).
+
+Order of work, on each host:
+
+1. Remove this host's previous manifest first, then its previous shards, so that nothing left over looks complete.
+2. Discover and label the videos (``discovery``), keep this instance's part of a replicated input.
+3. Decode in worker processes (one single-threaded decoder per core), in input order: results come back in the order
+   they were submitted, through a bounded window, so the output is the same whatever the number of workers and
+   memory stays bounded. The parent alone writes shards (``<host>-<NNNNN>.npz``, each written to a temporary name and
+   renamed).
+4. Check the bad fraction; write ``classes.txt``, ``preview.png`` and, last, ``manifest-<host>.json``. Readers only
+   trust shards a manifest lists, so a killed run (or a failed one) never looks complete.
+
+A worker that dies (killed by the system, e.g. out of memory) stops the run with a one-line error instead of hanging.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from video3dcnn import __version__
+from video3dcnn.config import ClipSpec, as_dict, parse_size
+from video3dcnn.discovery import (
+    DEFAULT_EXTENSIONS,
+    LABEL_SOURCES,
+    LAYOUTS_HELP,
+    Discovery,
+    LabelledVideo,
+    SkippedFile,
+    discover,
+    in_partition,
+    is_validation,
+    read_class_list,
+)
+from video3dcnn.errors import ConfigError, DataError, ToolkitError, VideoDecodeError
+from video3dcnn.preview import write_preview
+from video3dcnn.progress import Progress
+from video3dcnn.shards import (
+    SCHEMA_VERSION,
+    SHARD_PATTERN,
+    Shard,
+    manifest_name,
+    shard_name,
+    write_classes,
+    write_json_atomic,
+    write_shard,
+)
+from video3dcnn.video import DecodedVideo, decode_clips
+
+logger = logging.getLogger(__name__)
+
+SHARD_TARGET_BYTES = 64 * 2**20  # default shard size: about 64 MiB of uncompressed clips
+PREVIEW_CLIPS = 3
+WINDOW_PER_WORKER = 4  # results buffered per worker while waiting for an earlier, slower video
+
+
+def _opt(default: Any, help_text: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help_text, **extra})
+
+
+@dataclass(frozen=True)
+class ProcessOptions:
+    """Every option of ``video3dcnn process`` (flags and ContainerArguments are generated from these fields)."""
+
+    frames: int = _opt(15, "frames per clip")
+    size: str = _opt("32x32", "clip frame size HxW", metavar="HxW")
+    gray: bool = _opt(False, "one gray channel instead of RGB")
+    sampling: str = _opt("uniform", "uniform | head | sliding", choices=ClipSpec.SAMPLINGS)
+    frame_step: int = _opt(1, "sliding: distance between the frames of a window")
+    clip_stride: int | None = _opt(None, "sliding: distance between window starts (default: --frames)")
+    label_from: str = _opt("auto", "auto | folder | ucf | manifest", choices=LABEL_SOURCES)
+    manifest: str | None = _opt(None, "CSV of path,label[,group] rows, paths relative to the input", metavar="CSV")
+    classes: str | None = _opt(None, "fixed class list, one name per line (or UCF101 classInd.txt)", metavar="FILE")
+    val_fraction: float = _opt(0.2, "fraction of groups put in the validation split")
+    workers: int | None = _opt(None, "decoding processes (default: all usable cores)")
+    shard_size: int | None = _opt(None, "clips per shard (default: about 64 MiB of clips)")
+    num_shards: int | None = _opt(None, "split a replicated input between this many instances")
+    shard_index: int | None = _opt(None, "which part of --num-shards this instance takes (0-based)")
+    max_bad_fraction: float = _opt(0.1, "fail when more than this fraction of the videos cannot be used")
+    extensions: str | None = _opt(None, "comma-separated video extensions (default: the common ones)")
+    preview: bool = _opt(True, "write preview.png")
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.max_bad_fraction <= 1.0:
+            raise ValueError(f"--max-bad-fraction must be in [0, 1], got {self.max_bad_fraction}")
+        for name in ("workers", "shard_size", "num_shards"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        if (self.num_shards is None) != (self.shard_index is None):
+            raise ValueError("--num-shards and --shard-index go together")
+        if self.num_shards is not None and not 0 <= self.shard_index < self.num_shards:
+            raise ValueError(f"--shard-index must be in 0..{self.num_shards - 1}, got {self.shard_index}")
+        self.clip_spec()
+
+    def clip_spec(self) -> ClipSpec:
+        """The clip these options describe."""
+        height, width = parse_size(self.size)
+        stride = self.clip_stride if self.clip_stride is not None else self.frames
+        return ClipSpec(self.frames, height, width, self.gray, self.sampling, self.frame_step, stride)
+
+    def extension_list(self) -> tuple[str, ...]:
+        """The video extensions to look for."""
+        if not self.extensions:
+            return DEFAULT_EXTENSIONS
+        return tuple(f".{ext.strip().lstrip('.').lower()}" for ext in self.extensions.split(",") if ext.strip())
+
+
+class WorkerDiedError(ToolkitError):
+    """A decoding process died (killed by the system); nothing of this run is listed in a manifest."""
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    """What a run wrote."""
+
+    manifest_path: Path
+    manifest: dict
+
+
+def _init_worker() -> None:
+    """Worker set-up: the parent handles Ctrl-C; OpenCV's own thread pool stays off (one process per core)."""
+    import cv2
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    cv2.setNumThreads(1)
+
+
+def decode_task(task: tuple[str, ClipSpec]) -> tuple[DecodedVideo | None, str | None]:
+    """Decode one video in a worker: ``(clips, None)``, or ``(None, reason)`` when the file cannot be used."""
+    import cv2
+
+    path, spec = task
+    try:
+        return decode_clips(Path(path), spec), None
+    except VideoDecodeError as exc:
+        return None, str(exc)
+    except cv2.error as exc:  # OpenCV refusing one odd file must not end a job of thousands
+        return None, f"{path}: OpenCV error: {' '.join(str(exc).split())}"
+
+
+def ordered_map(function: Callable[[Any], Any], items: Iterable[Any], workers: int) -> Iterator[Any]:
+    """``map(function, items)`` over ``workers`` processes, results in input order, at most a few per worker ahead.
+
+    One worker runs in this process. A process pool replaces ``multiprocessing.Pool.imap`` because a pool whose worker
+    is killed hangs forever; here the run stops with ``WorkerDiedError``.
+    """
+    if workers <= 1:
+        yield from map(function, items)
+        return
+    executor = concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+    )
+    try:
+        pending: collections.deque = collections.deque()
+        iterator = iter(items)
+        for item in iterator:
+            pending.append(executor.submit(function, item))
+            if len(pending) >= workers * WINDOW_PER_WORKER:
+                yield _result(pending.popleft())
+        while pending:
+            yield _result(pending.popleft())
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _result(future: concurrent.futures.Future) -> Any:
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise WorkerDiedError(
+            "a decoding process died (killed by the system, e.g. out of memory): try fewer --workers or a larger "
+            "instance; no manifest was written"
+        ) from None
+
+
+def default_workers() -> int:
+    """All cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class ShardWriter:
+    """Buffers clips and writes shards ``<host>-<NNNNN>.npz`` of about ``shard_size`` clips.
+
+    A video's clips never straddle two shards, so a shard may exceed ``shard_size`` by less than one video's clips.
+    ``entries`` holds the manifest entry of every shard written.
+    """
+
+    def __init__(self, directory: Path, host: str, shard_size: int) -> None:
+        self.directory = directory
+        self.host = host
+        self.shard_size = shard_size
+        self.entries: list[dict] = []
+        self._buffer: list[tuple[DecodedVideo, int, str, bool, str]] = []
+        self._clips = 0
+
+    def add(self, decoded: DecodedVideo, label: int, group: str, is_val: bool, relpath: str) -> None:
+        """Queue the clips of one video; writes a shard once enough clips are queued."""
+        self._buffer.append((decoded, label, group, is_val, relpath))
+        self._clips += len(decoded.clips)
+        if self._clips >= self.shard_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the queued clips as one shard (no-op when nothing is queued)."""
+        if not self._buffer:
+            return
+        counts = [len(decoded.clips) for decoded, *_ in self._buffer]
+        shard = Shard(
+            clips=np.concatenate([decoded.clips for decoded, *_ in self._buffer]),
+            labels=np.repeat([label for _, label, *_ in self._buffer], counts).astype(np.int32),
+            groups=np.repeat(np.array([item[2] for item in self._buffer], dtype=str), counts),
+            is_val=np.repeat([item[3] for item in self._buffer], counts).astype(bool),
+            paths=np.repeat(np.array([item[4] for item in self._buffer], dtype=str), counts),
+            frame_indices=np.concatenate([decoded.frame_indices for decoded, *_ in self._buffer]),
+        )
+        name = shard_name(self.host, len(self.entries))
+        size = write_shard(self.directory / name, shard)
+        validation = int(shard.is_val.sum())
+        self.entries.append(
+            {"file": name, "clips": len(shard), "train": len(shard) - validation, "validation": validation, "bytes": size}
+        )
+        self._buffer, self._clips = [], 0
+
+
+def default_shard_size(spec: ClipSpec) -> int:
+    """Clips per shard for about ``SHARD_TARGET_BYTES`` of uncompressed clips."""
+    return max(1, SHARD_TARGET_BYTES // int(np.prod(spec.shape)))
+
+
+@dataclass
+class _Tally:
+    """Counts, skipped files and preview clips gathered while decoding."""
+
+    classes: tuple[str, ...]
+    clips: dict[str, collections.Counter] = field(default_factory=lambda: {"train": collections.Counter(), "validation": collections.Counter()})
+    videos: dict[str, collections.Counter] = field(default_factory=lambda: {"train": collections.Counter(), "validation": collections.Counter()})
+    groups: dict[str, set] = field(default_factory=lambda: {"train": set(), "validation": set()})
+    methods: collections.Counter = field(default_factory=collections.Counter)
+    skipped: list[SkippedFile] = field(default_factory=list)
+    preview: dict[str, list[np.ndarray]] = field(default_factory=lambda: collections.defaultdict(list))
+    decoded: int = 0
+
+    def add(self, video: LabelledVideo, decoded: DecodedVideo, split: str) -> None:
+        """Count one decoded video."""
+        self.decoded += 1
+        self.clips[split][video.label] += len(decoded.clips)
+        self.videos[split][video.label] += 1
+        self.groups[split].add(video.group)
+        self.methods[decoded.method] += 1
+        if len(self.preview[video.label]) < PREVIEW_CLIPS:
+            self.preview[video.label].append(decoded.clips[0])
+
+    @property
+    def bad(self) -> list[SkippedFile]:
+        """Skipped files that count against ``--max-bad-fraction`` (damaged, undecodable, listed but missing)."""
+        return [item for item in self.skipped if item.bad]
+
+    @property
+    def attempted(self) -> int:
+        """Videos this run tried to use: decoded ones plus bad ones."""
+        return self.decoded + len(self.bad)
+
+    def per_class(self, counter: collections.Counter) -> dict[str, int]:
+        """``counter`` as a class -> count dict in class order, zeros included."""
+        return {name: int(counter[name]) for name in self.classes}
+
+
+def input_file(text: str, input_dir: Path, option: str) -> Path:
+    """Resolve a file option: as given, else relative to the input directory.
+
+    Raises:
+        DataError: the file is in neither place.
+    """
+    path = Path(text)
+    if path.is_file():
+        return path
+    if not path.is_absolute() and (input_dir / path).is_file():
+        return input_dir / path
+    raise DataError(f"{option} {text}: no such file (looked in the current directory and in {input_dir})")
+
+
+def _discover(input_dir: Path, options: ProcessOptions) -> Discovery:
+    manifest = input_file(options.manifest, input_dir, "--manifest") if options.manifest else None
+    classes = read_class_list(input_file(options.classes, input_dir, "--classes")) if options.classes else None
+    return discover(input_dir, options.label_from, manifest, classes, options.extension_list())
+
+
+def _partition(found: Discovery, options: ProcessOptions) -> tuple[list[LabelledVideo], list[SkippedFile]]:
+    """This instance's videos and skipped files when a replicated input is split between instances."""
+    if not options.num_shards or options.num_shards == 1:
+        return list(found.videos), list(found.skipped)
+    mine = lambda relpath: in_partition(relpath, options.num_shards, options.shard_index)  # noqa: E731
+    videos = [video for video in found.videos if mine(video.relpath)]
+    logger.info("instance %d of %d takes %d of %d videos", options.shard_index, options.num_shards, len(videos), len(found.videos))
+    return videos, [item for item in found.skipped if mine(item.relpath)]
+
+
+def clear_previous_output(output_dir: Path, host: str) -> None:
+    """Delete what an earlier run of ``host`` wrote: the manifest first, so that no stale state looks complete."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / manifest_name(host)).unlink(missing_ok=True)
+    old = [path for path in output_dir.glob(f"{host}-*.npz") if (m := SHARD_PATTERN.match(path.name)) and m["host"] == host]
+    for path in old:
+        path.unlink()
+    if old:
+        logger.info("removed %d shards of an earlier run of %s in %s", len(old), host, output_dir)
+
+
+def _decode_all(videos: Sequence[LabelledVideo], spec: ClipSpec, workers: int) -> Iterator[tuple[LabelledVideo, DecodedVideo | None, str | None]]:
+    tasks = ((str(video.path), spec) for video in videos)
+    with Progress(len(videos), "videos") as progress:
+        for video, (decoded, reason) in zip(videos, ordered_map(decode_task, tasks, workers)):
+            progress.update()
+            yield video, decoded, reason
+
+
+def _check_outcome(tally: _Tally, options: ProcessOptions) -> None:
+    """Raise DataError when nothing decoded or too much of the input was bad."""
+    bad, attempted = tally.bad, tally.attempted
+    example = f" (e.g. {bad[0].relpath}: {bad[0].reason})" if bad else ""
+    if attempted and not tally.decoded:
+        raise DataError(f"none of the {attempted} videos could be decoded{example}; check the input files")
+    fraction = len(bad) / attempted if attempted else 0.0
+    if fraction > options.max_bad_fraction:
+        raise DataError(
+            f"{len(bad)} of {attempted} videos could not be used ({fraction:.1%} > --max-bad-fraction "
+            f"{options.max_bad_fraction:.1%}){example}; the log lists them all; no manifest was written"
+        )
+
+
+def process(
+    input_dir: Path, output_dir: Path, options: ProcessOptions, host: str, hosts: Sequence[str] = ()
+) -> ProcessResult:
+    """Turn the labelled videos under ``input_dir`` into clip shards in ``output_dir``.
+
+    Args:
+        input_dir: videos in one of the layouts of ``discovery``.
+        output_dir: where shards, ``classes.txt``, the preview and ``manifest-<host>.json`` go.
+        options: resolved options (``num_shards``/``shard_index`` already set for this instance).
+        host: this instance's name, used in every file name it writes.
+        hosts: all instances of the job (recorded in the manifest).
+
+    Returns:
+        The manifest written and its path.
+
+    Raises:
+        ConfigError, DataError: bad options or input, nothing decoded, or too many bad videos (no manifest written).
+        WorkerDiedError: a decoding process was killed.
+    """
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    spec = options.clip_spec()
+    found = _discover(input_dir, options)
+    videos, skipped = _partition(found, options)
+    clear_previous_output(output_dir, host)
+    if not videos:
+        logger.warning("no videos for this instance (%d in the input); writing an empty manifest", len(found.videos))
+    workers = max(1, min(options.workers or default_workers(), len(videos)))
+    writer = ShardWriter(output_dir, host, options.shard_size or default_shard_size(spec))
+    tally = _Tally(found.classes, skipped=skipped)
+    started = time.monotonic()
+    logger.info("decoding %d videos with %d workers into %s clips %s", len(videos), workers, spec.sampling, spec.shape)
+    for video, decoded, reason in _decode_all(videos, spec, workers):
+        if decoded is None:
+            logger.warning("skipped %s: %s", video.relpath, reason)
+            tally.skipped.append(SkippedFile(video.relpath, reason or "cannot be decoded", bad=True))
+            continue
+        split = "validation" if is_validation(video.group, options.val_fraction) else "train"
+        tally.add(video, decoded, split)
+        writer.add(decoded, found.label_index(video.label), video.group, split == "validation", video.relpath)
+    writer.flush()
+    _check_outcome(tally, options)
+    return _finish(output_dir, host, hosts, options, found, writer, tally, time.monotonic() - started)
+
+
+def preview_name(host: str, hosts: Sequence[str]) -> str:
+    """``preview.png``, or ``preview-<host>.png`` when several instances write into one output."""
+    return f"preview-{host}.png" if len(hosts) > 1 else "preview.png"
+
+
+def _counts(tally: _Tally, writer: ShardWriter) -> dict:
+    return {
+        "videos": {"attempted": tally.attempted, "decoded": tally.decoded, "bad": len(tally.bad), "skipped": len(tally.skipped)},
+        "clips": {split: sum(counter.values()) for split, counter in tally.clips.items()},
+        "clips_per_class": {split: tally.per_class(counter) for split, counter in tally.clips.items()},
+        "videos_per_class": {split: tally.per_class(counter) for split, counter in tally.videos.items()},
+        "groups": {split: len(groups) for split, groups in tally.groups.items()},
+        "shards": len(writer.entries),
+        "bytes": sum(entry["bytes"] for entry in writer.entries),
+    }
+
+
+def build_manifest(
+    host: str, hosts: Sequence[str], options: ProcessOptions, found: Discovery, writer: ShardWriter, tally: _Tally, seconds: float
+) -> dict:
+    """The manifest of one host's output (``load_index`` reads schema_version, classes, clip_spec and shards)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "package": "video3dcnn",
+        "package_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "host": host,
+        "hosts": list(hosts) or [host],
+        "classes": list(found.classes),
+        "clip_spec": options.clip_spec().to_dict(),
+        "label_source": found.label_source,
+        "split": {"by": "group", "method": "sha256('split:' + group) < val_fraction", "val_fraction": options.val_fraction},
+        "options": as_dict(options),
+        "counts": _counts(tally, writer),
+        "decode_methods": dict(sorted(tally.methods.items())),
+        "seconds": round(seconds, 3),
+        "shards": writer.entries,
+        "skipped": [{"path": item.relpath, "reason": item.reason} for item in sorted(tally.skipped, key=lambda s: s.relpath)],
+    }
+
+
+def _finish(
+    output_dir: Path, host: str, hosts: Sequence[str], options: ProcessOptions, found: Discovery, writer: ShardWriter, tally: _Tally, seconds: float
+) -> ProcessResult:
+    """Write classes.txt and the preview, then the manifest, last."""
+    write_classes(output_dir, found.classes)
+    if options.preview:
+        write_preview(output_dir / preview_name(host, hosts), found.classes, tally.preview)
+    manifest = build_manifest(host, hosts, options, found, writer, tally, seconds)
+    path = output_dir / manifest_name(host)
+    write_json_atomic(path, manifest)
+    clips = manifest["counts"]["clips"]
+    logger.info(
+        "%d videos -> %d train + %d validation clips in %d shards (%s); %d skipped; %.1f s, %.2f videos/s",
+        tally.decoded, clips["train"], clips["validation"], len(writer.entries), output_dir,
+        len(tally.skipped), seconds, tally.decoded / max(seconds, 1e-9),
+    )  # fmt: skip
+    for split, counter in tally.clips.items():
+        empty = [name for name in found.classes if not counter[name]]
+        if empty and tally.decoded:
+            logger.warning("no %s clips for %d classes: %s", split, len(empty), ", ".join(empty[:10]))
+    return ProcessResult(path, manifest)
