@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import socket
 import urllib.request
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ import pytest
 LOCALHOST = "127.0.0.1"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
+SIGV4_REGION = re.compile(r"Credential=[^/]+/\d+/([^/]+)/")
 
 
 def free_port() -> int:
@@ -56,12 +58,19 @@ class MotoServer:
         self._post("/moto-api/recorder/reset-recording")
         self._post("/moto-api/recorder/start-recording")
 
+    def recording(self) -> list[dict]:
+        """Every request since the last ``reset``: ``headers``, ``method``, ``url``, ``body``, ``body_encoded``."""
+        with urllib.request.urlopen(self.endpoint + "/moto-api/recorder/download-recording", timeout=10) as response:
+            return [json.loads(line) for line in response.read().decode("utf-8").splitlines() if line.strip()]
+
+    def signed_regions(self) -> set[str]:
+        """The region in the SigV4 credential scope of every recorded request."""
+        return {SIGV4_REGION.search(entry["headers"]["Authorization"])[1] for entry in self.recording()}
+
     def requests(self, target: str) -> list[dict]:
         """JSON bodies of the recorded requests whose ``X-Amz-Target`` ends with ``target`` (e.g. CreateTrainingJob)."""
-        with urllib.request.urlopen(self.endpoint + "/moto-api/recorder/download-recording", timeout=10) as response:
-            lines = response.read().decode("utf-8").splitlines()
         bodies = []
-        for entry in map(json.loads, lines):
+        for entry in self.recording():
             if entry["headers"].get("X-Amz-Target", "").endswith("." + target):
                 body = base64.b64decode(entry["body"]) if entry["body_encoded"] else entry["body"]
                 bodies.append(json.loads(body))
