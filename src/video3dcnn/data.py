@@ -201,15 +201,20 @@ class ClipLoader(keras.utils.PyDataset):
         return clips, labels
 
 
+def check_compatible_with(index: DatasetIndex, classes: Sequence[str], clip_spec, other: str) -> None:
+    """Refuse ``index`` unless its class list and clip spec equal ``classes`` and ``clip_spec`` (from ``other``)."""
+    if tuple(index.classes) != tuple(classes):
+        raise DataError(
+            f"class lists differ between {index.manifests[0]} and {other}: "
+            "process all videos with one --classes file"
+        )
+    if index.clip_spec != clip_spec:
+        raise DataError(f"clip specs differ between {index.manifests[0]} and {other}")
+
+
 def check_compatible(train: DatasetIndex, validation: DatasetIndex) -> None:
     """Refuse a validation channel whose class list or clip spec differs from the training channel's."""
-    if train.classes != validation.classes:
-        raise DataError(
-            f"class lists differ between {train.manifests[0]} and {validation.manifests[0]}: "
-            "process the training and validation videos with one --classes file"
-        )
-    if train.clip_spec != validation.clip_spec:
-        raise DataError(f"clip specs differ between {train.manifests[0]} and {validation.manifests[0]}")
+    check_compatible_with(validation, train.classes, train.clip_spec, str(train.manifests[0]))
 
 
 def split_loaders(

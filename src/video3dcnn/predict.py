@@ -36,6 +36,7 @@ class TrainedModel:
     model: object
     classes: tuple[str, ...]
     clip_spec: ClipSpec
+    directory: Path
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def load_trained(model_dir: Path) -> TrainedModel:
     outputs = model.outputs[0].shape[-1]
     if outputs != len(classes):
         raise DataError(f"{model_dir / MODEL_FILE} predicts {outputs} classes but classes.txt lists {len(classes)}")
-    return TrainedModel(model, classes, spec)
+    return TrainedModel(model, classes, spec, model_dir)
 
 
 def predict_clips(model, clips: np.ndarray, batch_size: int = 32) -> np.ndarray:

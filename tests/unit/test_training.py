@@ -1,0 +1,149 @@
+"""training.train on tiny shards: artefacts, metric lines, checkpoints and resuming an interrupted run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import re
+
+import keras
+import pytest
+from trainkit import write_dataset
+
+from video3dcnn import checkpoints
+from video3dcnn.hyperparameters import TrainConfig
+from video3dcnn.training import (
+    METRIC_DEFINITIONS,
+    TrainPaths,
+    format_metric_line,
+    history_csv,
+    train,
+)
+
+FAST = {"batch_size": 4, "workers": 0, "learning_rate": 3e-3}
+
+
+def _paths(root, checkpoints_on: bool = True) -> TrainPaths:
+    return TrainPaths(root / "model", root / "output", root / "ckpt" if checkpoints_on else None)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    index = write_dataset(root / "data", classes=("a", "b", "c"), clips_per_class=8)
+    config = TrainConfig(epochs=3, **FAST)
+    result = train(config, index, None, _paths(root), host="algo-1")
+    return root, index, result
+
+
+def test_model_dir_holds_everything_predict_needs(trained):
+    root, index, _ = trained
+    assert (root / "model" / "classes.txt").read_text().split() == ["a", "b", "c"]
+    assert json.loads((root / "model" / "clip_spec.json").read_text())["frames"] == index.clip_spec.frames
+    model = keras.saving.load_model(root / "model" / "model.keras")
+    assert model.outputs[0].shape[-1] == 3
+    assert not list((root / "model").glob(".*tmp*"))
+
+
+def test_output_dir_has_metrics_history_and_plots(trained):
+    root, _, result = trained
+    out = root / "output"
+    rows = list(csv.DictReader((out / "history.csv").open()))
+    assert [row["epoch"] for row in rows] == ["1", "2", "3"]
+    assert set(rows[0]) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs_completed"] == 3
+    assert metrics["final"]["val_accuracy"] == pytest.approx(result.history["val_accuracy"][-1])
+    assert metrics["validation"]["count"] == 6 and len(metrics["validation"]["confusion_matrix"]) == 3
+    assert metrics["hyperparameters"]["epochs"] == 3
+    for png in ("training_curves.png", "confusion_matrix.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_validation_report_scores_the_saved_model(trained):
+    """metrics.json's validation block comes from the final model, like Keras' last val_accuracy."""
+    result = trained[2]
+    assert result.report["accuracy"] == pytest.approx(result.history["val_accuracy"][-1], abs=1e-6)
+
+
+def test_checkpoints_carry_the_host_and_only_the_newest_two_stay(trained):
+    names = sorted(path.name for path in (trained[0] / "ckpt").iterdir())
+    assert names == [
+        "checkpoint-algo-1-epoch0002.json", "checkpoint-algo-1-epoch0002.keras",
+        "checkpoint-algo-1-epoch0003.json", "checkpoint-algo-1-epoch0003.keras",
+    ]
+
+
+def test_a_finished_checkpoint_means_nothing_left_to_train(trained, tmp_path):
+    root, index, _ = trained
+    result = train(TrainConfig(epochs=3, **FAST), index, None, TrainPaths(tmp_path / "m", tmp_path / "o", root / "ckpt"))
+    assert result.initial_epoch == 3 and len(result.history["epoch"]) == 3
+    assert (tmp_path / "m" / "model.keras").is_file()
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _InterruptAfter(keras.callbacks.Callback):
+    def __init__(self, epochs: int) -> None:
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epochs:
+            raise _Interrupt
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_resumes_from_its_latest_checkpoint(tmp_path, caplog):
+    index = write_dataset(tmp_path / "data", clips_per_class=6)
+    config = TrainConfig(epochs=4, **FAST)
+    with pytest.raises(_Interrupt):
+        train(config, index, None, _paths(tmp_path), host="algo-1", extra_callbacks=[_InterruptAfter(2)])
+    assert not (tmp_path / "model" / "model.keras").exists()
+    assert checkpoints.latest(tmp_path / "ckpt").epoch == 2
+    with caplog.at_level(logging.INFO):
+        result = train(config, index, None, _paths(tmp_path), host="algo-1")
+    assert result.initial_epoch == 2
+    assert result.history["epoch"] == [1, 2, 3, 4] and len(result.history["loss"]) == 4
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch=")]
+    assert [line.split()[0] for line in lines] == ["epoch=3", "epoch=4"]
+    model = keras.saving.load_model(tmp_path / "model" / "model.keras")
+    steps_per_epoch = -(-index.num_train // FAST["batch_size"])
+    assert int(model.optimizer.iterations) == 4 * steps_per_epoch  # optimizer state came back with the weights
+
+
+@pytest.mark.slow
+def test_non_chief_writes_no_outputs_and_early_stopping_stops(tmp_path):
+    index = write_dataset(tmp_path / "data", clips_per_class=4)
+    config = TrainConfig(epochs=30, early_stopping_patience=1, **{**FAST, "learning_rate": 0.5})
+    result = train(config, index, None, _paths(tmp_path, checkpoints_on=False), is_chief=False)
+    assert len(result.history["epoch"]) < 30
+    assert not (tmp_path / "model").exists() and not (tmp_path / "output").exists()
+
+
+def test_metric_line_format_and_regexes_agree():
+    line = format_metric_line(3, {"loss": 0.41, "accuracy": 0.88, "val_loss": 0.52, "val_accuracy": 0.83, "x": 1})
+    assert line == "epoch=3 loss=0.4100 accuracy=0.8800 val_loss=0.5200 val_accuracy=0.8300;"
+    logged = f"2025-01-01 00:00:00 video3dcnn.callbacks INFO {line} time=1.0s clips_per_second=9.0"
+    found = {d["Name"]: float(re.search(d["Regex"], logged).group(1)) for d in METRIC_DEFINITIONS}
+    assert found == {"train:loss": 0.41, "train:accuracy": 0.88, "validation:loss": 0.52,
+                     "validation:accuracy": 0.83}
+
+
+def test_metric_regexes_ignore_keras_progress_lines():
+    keras_line = "12/12 - 1s - 50ms/step - accuracy: 0.5000 - loss: 0.7000 - val_accuracy: 0.2 - val_loss: 0.9"
+    assert all(re.search(d["Regex"], keras_line) is None for d in METRIC_DEFINITIONS)
+
+
+def test_training_only_metric_line_has_no_validation_values():
+    line = format_metric_line(1, {"loss": 1.5, "accuracy": 0.25})
+    assert re.search(METRIC_DEFINITIONS[3]["Regex"], line) is None
+    assert re.search(METRIC_DEFINITIONS[0]["Regex"], line).group(1) == "1.5000"
+
+
+def test_history_csv_orders_columns():
+    text = history_csv({"val_loss": [0.5, 0.4], "loss": [1.0, 0.9], "epoch": [1, 2]})
+    assert text.splitlines() == ["epoch,loss,val_loss", "1,1,0.5", "2,0.9,0.4"]
