@@ -166,6 +166,10 @@ def test_a_local_class_list_is_uploaded_as_given(moto: MotoServer, tmp_path: Pat
     ("argv", "message"),
     [
         (_processing_argv("--", "--classes", "x.txt"), "give --classes FILE to launch"),
+        (_processing_argv("--", "--output=/x"), "give --input and --output to launch"),
+        (_processing_argv("--", "--frames", "8", "--colour"), "unknown process option(s) --colour"),
+        (_processing_argv("--", "--frames", "eight"), "invalid value 'eight' for 'frames'"),
+        (_processing_argv("--", "--frames"), "process option argument --frames: expected one argument"),
         (_processing_argv("--instance-count", "2"), "no class folders under s3://video3dcnn-test/videos"),
         (_processing_argv("--role", "SageMakerRole"), "invalid role ARN 'SageMakerRole'"),
         (_processing_argv("--job-name", "bad_name"), "invalid job name 'bad_name'"),

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from video3dcnn.config import add_dataclass_arguments, build, coerce_mapping, given_arguments
 from video3dcnn.contract import TRAINING_CHANNEL, VALIDATION_CHANNEL
 from video3dcnn.errors import ConfigError
 
@@ -137,9 +138,35 @@ def _process_arguments(args: argparse.Namespace) -> list[str]:
     arguments = list(args.process_args)
     if arguments[:1] == ["--"]:
         arguments = arguments[1:]
-    if any(item == CLASSES_FLAG or item.startswith(CLASSES_FLAG + "=") for item in arguments):
+    given = {item.split("=", 1)[0] for item in arguments if item.startswith("--")}
+    if CLASSES_FLAG in given:
         raise ConfigError("give --classes FILE to launch (before '--'): it uploads the file for the job")
+    if given & {"--input", "--output"}:
+        raise ConfigError("give --input and --output to launch (before '--') as s3:// URIs, not to process")
+    check_process_arguments(arguments)
     return arguments
+
+
+def check_process_arguments(arguments: Sequence[str]) -> None:
+    """Refuse options ``video3dcnn process`` would refuse, before a job starts; skipped without the processing extra.
+
+    Raises:
+        ConfigError: an unknown option, a missing value or a value that does not parse.
+    """
+    try:
+        from video3dcnn.processing import ProcessOptions
+    except ImportError:  # launch needs only boto3; the container checks the options anyway
+        logger.debug("processing extra not installed: process options are checked in the job")
+        return
+    parser = argparse.ArgumentParser(prog="video3dcnn process", add_help=False, exit_on_error=False)
+    add_dataclass_arguments(parser, ProcessOptions)
+    try:
+        namespace, unknown = parser.parse_known_args(list(arguments))
+    except argparse.ArgumentError as exc:
+        raise ConfigError(f"process option {exc}") from None
+    if unknown:
+        raise ConfigError(f"unknown process option(s) {' '.join(unknown)}; see 'video3dcnn process --help'")
+    build(ProcessOptions, coerce_mapping(ProcessOptions, given_arguments(namespace, ProcessOptions)))
 
 
 def _upload_class_list(args: argparse.Namespace, job_name: str) -> str | None:
