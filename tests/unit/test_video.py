@@ -1,0 +1,201 @@
+"""Decoding: exact frame indices on many codecs and containers, lying headers, keyframe runs, rotation, bad files."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from videos import decode_clip, ffmpeg_exe, index_frame, is_rgb, write_frames, write_index_video
+
+from video3dcnn.clips import uniform_indices
+from video3dcnn.config import ClipSpec
+from video3dcnn.errors import VideoDecodeError
+from video3dcnn.video import _decode_sequential, decode_clips, read_frames, scan_mpeg4_packets
+
+HEIGHT, WIDTH = 48, 64
+FRAMES = 40
+
+# name -> (codec, suffix, keyframe interval)
+CODECS = {
+    "mjpg-avi": ("mjpg", ".avi", None),
+    "mp4v-mp4": ("mp4v", ".mp4", None),
+    "xvid-avi": ("xvid", ".avi", None),
+    "h264-long-gop-mp4": ("h264", ".mp4", 250),
+    "h264-mkv-no-frame-count": ("h264", ".mkv", 250),
+    "mpeg4-gop12-avi": ("mpeg4", ".avi", 12),
+    "vp9-webm": ("vp9", ".webm", None),
+    "mjpeg-mov": ("mjpeg", ".mov", None),
+}
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", *args], check=True)
+
+
+@pytest.fixture(scope="module")
+def video_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("videos")
+
+
+@pytest.fixture(scope="module")
+def codec_videos(video_dir: Path) -> dict[str, Path]:
+    videos = {}
+    for name, (codec, suffix, gop) in CODECS.items():
+        videos[name] = write_index_video(video_dir / f"{name}{suffix}", FRAMES, codec, height=HEIGHT, width=WIDTH, gop=gop).path
+    return videos
+
+
+@pytest.fixture(scope="module")
+def long_mpeg4(video_dir: Path) -> dict[str, Path]:
+    """120-frame MPEG-4 Part 2 videos with a keyframe every 12 frames: ffmpeg's encoder and OpenCV's XVID writer."""
+    return {
+        "ffmpeg-mpeg4": write_index_video(video_dir / "long-mpeg4.avi", 120, "mpeg4", height=HEIGHT, width=WIDTH, gop=12).path,
+        "opencv-xvid": write_index_video(video_dir / "long-xvid.avi", 120, "xvid", height=HEIGHT, width=WIDTH).path,
+    }
+
+
+def assert_exact(decoded, num_frames: int) -> None:
+    """Every clip frame shows the frame its index names, and the indices are the uniform ones of the true count."""
+    assert decoded.num_frames == num_frames
+    for clip, indices in zip(decoded.clips, decoded.frame_indices):
+        assert decode_clip(clip) == indices.tolist()
+
+
+@pytest.mark.parametrize("name", list(CODECS))
+def test_uniform_clip_has_exact_frames_rgb_and_the_requested_size(codec_videos: dict[str, Path], name: str) -> None:
+    decoded = decode_clips(codec_videos[name], ClipSpec(frames=7, height=24, width=40))
+    assert decoded.clips.shape == (1, 7, 24, 40, 3)  # (height, width) not swapped
+    assert decoded.clips.dtype == np.uint8
+    assert decoded.frame_indices.dtype == np.int32
+    assert decoded.frame_indices.tolist() == [uniform_indices(FRAMES, 7).tolist()]
+    assert_exact(decoded, FRAMES)
+    assert all(is_rgb(frame) for frame in decoded.clips[0])
+
+
+def test_head_and_gray(codec_videos: dict[str, Path]) -> None:
+    decoded = decode_clips(codec_videos["h264-long-gop-mp4"], ClipSpec(frames=5, height=32, width=32, gray=True, sampling="head"))
+    assert decoded.clips.shape == (1, 5, 32, 32, 1)
+    assert decoded.frame_indices.tolist() == [[0, 1, 2, 3, 4]]
+    assert decode_clip(decoded.clips[0]) == [0, 1, 2, 3, 4]
+    assert decoded.num_frames == 5  # head stops decoding once the clip is complete
+
+
+def test_sliding_yields_every_full_window(codec_videos: dict[str, Path]) -> None:
+    spec = ClipSpec(frames=4, height=32, width=32, sampling="sliding", frame_step=2, clip_stride=10)
+    decoded = decode_clips(codec_videos["h264-mkv-no-frame-count"], spec)
+    assert decoded.frame_indices.tolist() == [[s, s + 2, s + 4, s + 6] for s in (0, 10, 20, 30)]
+    assert decoded.clips.shape == (4, 4, 32, 32, 3)
+    assert_exact(decoded, FRAMES)
+
+
+def test_short_video_repeats_indices(video_dir: Path) -> None:
+    path = write_index_video(video_dir / "short.mp4", 5, "h264", height=HEIGHT, width=WIDTH).path
+    uniform = decode_clips(path, ClipSpec(frames=8, height=32, width=32))
+    assert uniform.frame_indices.tolist() == [[0, 1, 1, 2, 2, 3, 3, 4]]
+    assert_exact(uniform, 5)
+    head = decode_clips(path, ClipSpec(frames=8, height=32, width=32, sampling="head"))
+    assert decode_clip(head.clips[0]) == [0, 1, 2, 3, 4, 4, 4, 4]
+    sliding = decode_clips(path, ClipSpec(frames=8, height=32, width=32, sampling="sliding"))
+    assert sliding.frame_indices.tolist() == [[0, 1, 2, 3, 4, 4, 4, 4]]
+
+
+@pytest.mark.parametrize("source", ["ffmpeg-mpeg4", "opencv-xvid"])
+@pytest.mark.parametrize(
+    "spec",
+    [ClipSpec(frames=8, height=32, width=32), ClipSpec(frames=3, height=24, width=40, sampling="sliding", frame_step=4, clip_stride=30)],
+    ids=["uniform", "sliding"],
+)
+def test_keyframe_runs_give_the_same_arrays_as_a_full_pass(long_mpeg4: dict[str, Path], source: str, spec: ClipSpec) -> None:
+    path = long_mpeg4[source]
+    scan = scan_mpeg4_packets(path)
+    assert scan.exact and scan.count == 120
+    assert scan.keyframes == tuple(range(0, 120, 12))
+    fast = decode_clips(path, spec)
+    assert fast.method == "keyframe"
+    full = _decode_sequential(path, spec, None)
+    assert np.array_equal(fast.clips, full.clips)  # bit-identical, not merely close
+    assert np.array_equal(fast.frame_indices, full.frame_indices)
+    assert_exact(fast, 120)
+
+
+def test_b_frames_fall_back_to_a_sequential_pass(video_dir: Path) -> None:
+    frames = [index_frame(i, HEIGHT, WIDTH) for i in range(60)]
+    path = write_frames(video_dir / "bframes.avi", frames, codec="mpeg4", gop=12, extra_args=["-bf", "2"])
+    assert not scan_mpeg4_packets(path).exact
+    decoded = decode_clips(path, ClipSpec(frames=6, height=32, width=32))
+    assert decoded.method.startswith("sequential")
+    assert_exact(decoded, 60)
+
+
+def test_truncated_avi_uses_the_frames_that_really_decode(video_dir: Path) -> None:
+    whole = write_index_video(video_dir / "whole.avi", 60, "mjpg", height=HEIGHT, width=WIDTH).path
+    cut = video_dir / "cut.avi"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])  # the header still claims 60 frames
+    decoded = decode_clips(cut, ClipSpec(frames=6, height=32, width=32))
+    assert 0 < decoded.num_frames < 60
+    assert decoded.method == "sequential+recount"
+    assert decoded.frame_indices.tolist() == [uniform_indices(decoded.num_frames, 6).tolist()]
+    assert_exact(decoded, decoded.num_frames)
+
+
+def test_raw_stream_without_a_frame_count(codec_videos: dict[str, Path], video_dir: Path) -> None:
+    path = video_dir / "raw.m1v"
+    ffmpeg("-i", str(codec_videos["h264-long-gop-mp4"]), "-c:v", "mpeg1video", "-q:v", "2", "-f", "mpeg1video", str(path))
+    assert_exact(decode_clips(path, ClipSpec(frames=6, height=32, width=32)), FRAMES)
+
+
+@pytest.mark.parametrize("estimate", [None, FRAMES - 9, FRAMES - 1, FRAMES + 1, 3 * FRAMES])
+def test_wrong_frame_count_estimates_still_give_exact_clips(codec_videos: dict[str, Path], estimate: int | None) -> None:
+    spec = ClipSpec(frames=5, height=32, width=32)
+    decoded = _decode_sequential(codec_videos["h264-long-gop-mp4"], spec, estimate)
+    assert decoded.frame_indices.tolist() == [uniform_indices(FRAMES, 5).tolist()]
+    assert_exact(decoded, FRAMES)
+
+
+def test_read_frames_keeps_only_the_wanted_frames(codec_videos: dict[str, Path]) -> None:
+    frames, count = read_frames(codec_videos["mjpg-avi"], ClipSpec(frames=2, height=16, width=16), {3, 30})
+    assert count == FRAMES
+    assert sorted(frames) == [3, 30]
+    assert frames[3].shape == (16, 16, 3)
+
+
+def test_display_rotation_is_applied(codec_videos: dict[str, Path], video_dir: Path) -> None:
+    rotated = video_dir / "rotated.mp4"
+    ffmpeg("-display_rotation", "90", "-i", str(codec_videos["h264-long-gop-mp4"]), "-c", "copy", str(rotated))
+    upright = decode_clips(codec_videos["h264-long-gop-mp4"], ClipSpec(frames=4, height=HEIGHT, width=WIDTH))
+    turned = decode_clips(rotated, ClipSpec(frames=4, height=WIDTH, width=HEIGHT))
+    for original, shown in zip(upright.clips[0], turned.clips[0]):
+        assert np.array_equal(np.rot90(original, 1), shown)  # 90 degrees counter-clockwise, as a player shows it
+
+
+@pytest.fixture(scope="module")
+def bad_files(video_dir: Path, codec_videos: dict[str, Path]) -> dict[str, Path]:
+    bad = video_dir / "bad"
+    bad.mkdir()
+    (bad / "empty.mp4").write_bytes(b"")
+    (bad / "text.mp4").write_text("this is not a video\n")
+    mp4 = codec_videos["h264-long-gop-mp4"].read_bytes()
+    (bad / "truncated.mp4").write_bytes(mp4[: len(mp4) // 3])  # the index (moov) sits at the end
+    ffmpeg("-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", str(bad / "audio-only.mp4"))
+    ffmpeg("-f", "lavfi", "-i", "color=size=64x48:duration=1", "-frames:v", "0", "-c:v", "mjpeg", str(bad / "zero-frames.avi"))
+    return {path.stem: path for path in bad.iterdir()} | {"missing": bad / "missing.mp4"}
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("empty", "empty file"),
+        ("text", "cannot open"),
+        ("truncated", "cannot open"),
+        ("audio-only", "no video stream"),
+        ("zero-frames", "no frame decodes"),
+        ("missing", "no such file"),
+    ],
+)
+def test_bad_files_raise_a_one_line_reason(bad_files: dict[str, Path], name: str, reason: str) -> None:
+    with pytest.raises(VideoDecodeError, match=reason) as info:
+        decode_clips(bad_files[name], ClipSpec())
+    assert "\n" not in str(info.value)
+    assert str(bad_files[name]) in str(info.value)
