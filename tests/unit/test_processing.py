@@ -1,0 +1,200 @@
+"""Processing end to end in-process: shards and manifest, determinism across workers, split, atomicity, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from videos import decode_clip, write_index_video
+
+from video3dcnn.discovery import is_validation
+from video3dcnn.errors import DataError
+from video3dcnn.processing import ProcessOptions, ShardWriter, WorkerDiedError, ordered_map, process
+from video3dcnn.shards import load_index, read_classes, read_shard
+from video3dcnn.video import DecodedVideo
+
+CLASSES = ("Jump", "Run", "Sit")
+
+
+def make_dataset(root: Path, groups: int = 3, clips: int = 2, frames: int = 20) -> list[str]:
+    """UCF101-style class folders of index videos; returns their relative paths."""
+    relpaths = []
+    for label in CLASSES:
+        for group in range(1, groups + 1):
+            for clip in range(1, clips + 1):
+                relpath = f"{label}/v_{label}_g{group:02d}_c{clip:02d}.avi"
+                write_index_video(root / relpath, frames + group + clip, "mjpg", height=48, width=64)
+                relpaths.append(relpath)
+    return relpaths
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("dataset")
+    make_dataset(root)
+    (root / "Run" / "broken.avi").write_text("not a video")
+    return root
+
+
+def options(**overrides) -> ProcessOptions:
+    values = {"frames": 4, "size": "24x32", "workers": 1, "shard_size": 5, "max_bad_fraction": 0.2} | overrides
+    return ProcessOptions(**values)
+
+
+def shard_arrays(directory: Path) -> dict[str, np.ndarray]:
+    """Every shard of ``directory`` concatenated, in manifest order."""
+    index = load_index(directory)
+    shards = [read_shard(info.path) for info in index.shards]
+    return {key: np.concatenate([getattr(shard, key) for shard in shards]) for key in ("clips", "labels", "groups", "is_val", "paths", "frame_indices")}
+
+
+def test_process_writes_exact_clips_shards_manifest_classes_and_preview(dataset: Path, tmp_path: Path) -> None:
+    result = process(dataset, tmp_path, options(), host="algo-1")
+    index = load_index(tmp_path)
+    assert index.classes == CLASSES
+    assert index.clip_spec.shape == (4, 24, 32, 3)
+    arrays = shard_arrays(tmp_path)
+    assert len(arrays["clips"]) == 18 == index.num_train + index.num_validation
+    assert arrays["clips"].dtype == np.uint8 and arrays["clips"].shape[1:] == (4, 24, 32, 3)
+    for clip, indices, path, label in zip(arrays["clips"], arrays["frame_indices"], arrays["paths"], arrays["labels"]):
+        assert decode_clip(clip) == indices.tolist()  # the stored clip shows exactly the frames it claims
+        assert CLASSES[label] == path.split("/")[0]
+    manifest = result.manifest
+    assert json.loads((tmp_path / "manifest-algo-1.json").read_text()) == manifest
+    assert manifest["package_version"] and manifest["host"] == "algo-1" and manifest["label_source"] == "folder"
+    assert manifest["skipped"] == [{"path": "Run/broken.avi", "reason": manifest["skipped"][0]["reason"]}]
+    assert "cannot open" in manifest["skipped"][0]["reason"]
+    counts = manifest["counts"]
+    assert counts["videos"] == {"attempted": 19, "decoded": 18, "bad": 1, "skipped": 1}
+    per_class = {name: counts["clips_per_class"]["train"][name] + counts["clips_per_class"]["validation"][name] for name in CLASSES}
+    assert per_class == {name: 6 for name in CLASSES}
+    assert [entry["clips"] for entry in manifest["shards"]] == [5, 5, 5, 3]
+    assert read_classes(tmp_path / "classes.txt") == list(CLASSES)
+    preview = cv2.imread(str(tmp_path / "preview.png"))
+    assert preview is not None and preview.shape[0] > 3 * 24
+
+
+def test_output_is_identical_whatever_the_number_of_workers(dataset: Path, tmp_path: Path) -> None:
+    process(dataset, tmp_path / "one", options(workers=1), host="h")
+    process(dataset, tmp_path / "two", options(workers=2), host="h")
+    one, two = shard_arrays(tmp_path / "one"), shard_arrays(tmp_path / "two")
+    for key in one:
+        assert np.array_equal(one[key], two[key]), key
+    assert sorted(p.name for p in (tmp_path / "one").glob("*.npz")) == sorted(p.name for p in (tmp_path / "two").glob("*.npz"))
+
+
+def test_groups_never_straddle_the_split(tmp_path: Path) -> None:
+    make_dataset(tmp_path / "in", groups=6, clips=3, frames=8)
+    process(tmp_path / "in", tmp_path / "out", options(val_fraction=0.5, frames=2), host="h")
+    arrays = shard_arrays(tmp_path / "out")
+    sides: dict[str, set[bool]] = {}
+    for group, is_val in zip(arrays["groups"], arrays["is_val"]):
+        sides.setdefault(str(group), set()).add(bool(is_val))
+    assert len(sides) == 18 and all(len(side) == 1 for side in sides.values())
+    assert {group for group, side in sides.items() if True in side} == {g for g in sides if is_validation(g, 0.5)}
+    assert 0 < arrays["is_val"].sum() < len(arrays["is_val"])
+
+
+def test_a_rerun_replaces_the_previous_output(dataset: Path, tmp_path: Path) -> None:
+    process(dataset, tmp_path, options(shard_size=2), host="h")
+    process(dataset, tmp_path, options(shard_size=100), host="h")
+    listed = {entry.path.name for entry in load_index(tmp_path).shards}
+    assert listed == {"h-00000.npz"} == {path.name for path in tmp_path.glob("*.npz")}
+    assert read_classes(tmp_path / "classes.txt") == list(CLASSES)  # overwritten, never appended
+
+
+def test_a_run_that_dies_midway_leaves_nothing_that_looks_complete(dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    process(dataset, tmp_path, options(), host="h")  # a complete earlier run
+    import video3dcnn.processing as processing
+
+    real_write, calls = processing.write_shard, []
+
+    def write_then_die(path: Path, shard) -> int:
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as if the job were stopped while writing the second shard
+        return real_write(path, shard)
+
+    monkeypatch.setattr(processing, "write_shard", write_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        process(dataset, tmp_path, options(), host="h")
+    assert not (tmp_path / "manifest-h.json").exists()  # the earlier manifest went first
+    assert [p.name for p in tmp_path.glob("*.npz")] == ["h-00000.npz"]
+    with pytest.raises(DataError, match="no manifest"):
+        load_index(tmp_path)
+
+
+def kill_own_process(item: int) -> int:
+    """A task that kills the worker running it, like the kernel's OOM killer would."""
+    if item == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return item * 10
+
+
+def test_a_killed_worker_stops_the_run_instead_of_hanging() -> None:
+    assert list(ordered_map(kill_own_process, range(3), workers=2)) == [0, 10, 20]
+    with pytest.raises(WorkerDiedError, match="decoding process died"):
+        list(ordered_map(kill_own_process, range(8), workers=2))
+
+
+def test_results_come_back_in_input_order() -> None:
+    assert list(ordered_map(abs, range(-40, 0), workers=2)) == list(range(40, 0, -1))
+
+
+def test_too_many_bad_videos_fail_without_a_manifest(dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"1 of 19 videos could not be used \(5.3% > --max-bad-fraction 5.0%\).*broken.avi"):
+        process(dataset, tmp_path, options(max_bad_fraction=0.05), host="h")
+    assert not list(tmp_path.glob("manifest-*.json"))
+
+
+def test_nothing_decodes(tmp_path: Path) -> None:
+    for name in ("A/1.mp4", "B/2.mp4"):
+        (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / name).write_bytes(b"\x00" * 64)
+    with pytest.raises(DataError, match="none of the 2 videos could be decoded"):
+        process(tmp_path / "in", tmp_path / "out", options(max_bad_fraction=1.0), host="h")
+
+
+def test_instances_split_a_replicated_input_without_overlap(dataset: Path, tmp_path: Path) -> None:
+    process(dataset, tmp_path, options(num_shards=2, shard_index=0), host="algo-1", hosts=("algo-1", "algo-2"))
+    process(dataset, tmp_path, options(num_shards=2, shard_index=1), host="algo-2", hosts=("algo-1", "algo-2"))
+    first = set(read_shard(tmp_path / "algo-1-00000.npz").paths)
+    second = set(read_shard(tmp_path / "algo-2-00000.npz").paths)
+    assert first and second and not first & second
+    assert len(shard_arrays(tmp_path)["paths"]) == 18
+    assert (tmp_path / "preview-algo-1.png").is_file() and (tmp_path / "preview-algo-2.png").is_file()
+
+
+def test_shard_writer_keeps_a_videos_clips_together(tmp_path: Path) -> None:
+    writer = ShardWriter(tmp_path, "h", shard_size=4)
+    for k in (3, 3, 1):
+        clips = np.zeros((k, 2, 4, 4, 3), np.uint8)
+        writer.add(DecodedVideo(clips, np.zeros((k, 2), np.int32), 10), 0, f"g{k}", False, f"v{k}.mp4")
+    writer.flush()
+    assert [entry["clips"] for entry in writer.entries] == [6, 1]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"num_shards": 2}, "go together"),
+        ({"num_shards": 2, "shard_index": 2}, r"0\.\.1"),
+        ({"val_fraction": 1.0}, "val-fraction"),
+        ({"workers": 0}, "workers"),
+        ({"frames": 0}, "frames"),
+    ],
+)
+def test_invalid_options(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ProcessOptions(**overrides)
+
+
+def test_options_make_the_clip_spec() -> None:
+    spec = ProcessOptions(frames=8, size="112x96", gray=True, sampling="sliding", frame_step=2).clip_spec()
+    assert (spec.frames, spec.height, spec.width, spec.channels, spec.clip_stride, spec.frame_step) == (8, 112, 96, 1, 8, 2)
+    assert ProcessOptions(extensions="AVI, .mkv").extension_list() == (".avi", ".mkv")
