@@ -1,0 +1,69 @@
+"""preview.png (one row per class, colours as the model sees them) and progress reporting."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from video3dcnn.preview import LABEL_WIDTH, render_preview, write_preview
+from video3dcnn.progress import Progress
+
+
+def solid_clip(rgb: tuple[int, int, int], frames: int = 3, size: int = 8) -> np.ndarray:
+    clip = np.zeros((frames, size, size, 3), np.uint8)
+    clip[...] = rgb
+    return clip
+
+
+def test_one_row_per_class_in_class_order_with_rgb_colours(tmp_path: Path) -> None:
+    clips = {"red": [solid_clip((255, 0, 0))], "blue": [solid_clip((0, 0, 255)), solid_clip((0, 0, 255))]}
+    image = render_preview(["blue", "empty", "red"], clips)
+    scale = 64 // 8
+    row = 8 * scale
+    assert image.shape[0] == 3 * row + 2 * 4  # three rows, two gaps
+    assert tuple(image[row // 2, LABEL_WIDTH + 2]) == (0, 0, 255)  # first row: blue
+    assert tuple(image[2 * (row + 4) + row // 2, LABEL_WIDTH + 2]) == (255, 0, 0)  # third row: red
+    assert np.all(image[row + 4 + row // 2, LABEL_WIDTH:] == 255)  # a class without clips: an empty row
+    path = write_preview(tmp_path / "preview.png", ["blue", "empty", "red"], clips)
+    stored = cv2.imread(str(path))  # cv2 reads BGR: the file holds true colours
+    assert tuple(stored[row // 2, LABEL_WIDTH + 2]) == (255, 0, 0)
+
+
+def test_frames_appear_left_to_right_in_clip_order() -> None:
+    clip = np.stack([np.full((4, 4, 1), value, np.uint8) for value in (10, 20, 30)])  # gray
+    image = render_preview(["a"], {"a": [clip]})
+    scale = 64 // 4
+    assert [int(image[2, LABEL_WIDTH + t * 4 * scale + 1, 0]) for t in range(3)] == [10, 20, 30]
+
+
+def test_nothing_to_show_writes_nothing(tmp_path: Path) -> None:
+    assert write_preview(tmp_path / "preview.png", ["a"], {"a": []}) is None
+    assert not (tmp_path / "preview.png").exists()
+
+
+def test_progress_logs_lines_when_not_on_a_terminal(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="video3dcnn.progress")
+    with Progress(4, "videos", interval=0.0, stream=io.StringIO()) as progress:
+        for _ in range(4):
+            progress.update()
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines[0].startswith("1/4 videos (25%)") and "left" in lines[0]
+    assert lines[-1].startswith("4/4 videos (100%) in ")
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_draws_a_bar_on_a_terminal(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="video3dcnn.progress")
+    stream = FakeTerminal()
+    with Progress(2, "videos", interval=0.0, stream=stream) as progress:
+        progress.update(2)
+    assert "2/2" in stream.getvalue() and not caplog.records
