@@ -21,7 +21,7 @@ import pytest
 LOCALHOST = "127.0.0.1"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
-SIGV4_REGION = re.compile(r"Credential=[^/]+/\d+/([^/]+)/")
+SIGV4_SCOPE = re.compile(r"Credential=[^/]+/\d+/([^/]+)/([^/]+)/aws4_request")
 
 
 def free_port() -> int:
@@ -63,9 +63,13 @@ class MotoServer:
         with urllib.request.urlopen(self.endpoint + "/moto-api/recorder/download-recording", timeout=10) as response:
             return [json.loads(line) for line in response.read().decode("utf-8").splitlines() if line.strip()]
 
+    def signed_scopes(self) -> set[tuple[str, str]]:
+        """``(region, service)`` from the SigV4 credential scope of every recorded request."""
+        return {SIGV4_SCOPE.search(entry["headers"]["Authorization"]).groups() for entry in self.recording()}
+
     def signed_regions(self) -> set[str]:
-        """The region in the SigV4 credential scope of every recorded request."""
-        return {SIGV4_REGION.search(entry["headers"]["Authorization"])[1] for entry in self.recording()}
+        """The region every recorded request was signed for."""
+        return {region for region, _ in self.signed_scopes()}
 
     def requests(self, target: str) -> list[dict]:
         """JSON bodies of the recorded requests whose ``X-Amz-Target`` ends with ``target`` (e.g. CreateTrainingJob)."""

@@ -319,7 +319,10 @@ def list_class_folders(s3, uri: str) -> list[str]:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
             names += [item["Prefix"][len(prefix) :].rstrip("/") for item in page.get("CommonPrefixes", [])]
     if not names:
-        raise DataError(f"no class folders under {uri}: expected {uri.rstrip('/')}/<Class>/<video files>")
+        raise DataError(
+            f"no class folders under {uri}: expected {uri.rstrip('/')}/<Class>/<video files>, "
+            "else give the class list with --classes FILE"
+        )
     return sorted(names)
 
 
