@@ -116,12 +116,28 @@ def vop_kind(packet: bytes, vol: VolHeader) -> str:
         return "none"
     if packet.find(VOP_START_CODE, first + 4) >= 0:
         return "packed"
+    # The fields needed fit in 8 bytes unless modulo_time_base runs long (a VOP more than ~40 s after the last one).
+    head = packet[first + 4 : first + 12]
+    bits = len(head) * 8
+    value = int.from_bytes(head, "big")
+    kind = VOP_KINDS[value >> (bits - 2)] if bits >= 2 else None
+    position = 2
+    while position < bits and (value >> (bits - 1 - position)) & 1:  # modulo_time_base: ones ended by a zero
+        position += 1
+    position += 1 + 1 + vol.time_increment_bits + 1  # the zero, marker, vop_time_increment, marker
+    if kind is None or position >= bits:
+        return "bad" if len(packet) - first - 4 <= len(head) else _vop_kind_slow(packet, first, vol)
+    return kind if (value >> (bits - 1 - position)) & 1 else "not-coded"
+
+
+def _vop_kind_slow(packet: bytes, first: int, vol: VolHeader) -> str:
+    """``vop_kind`` for a VOP header longer than 8 bytes, bit by bit."""
     bits = BitReader(packet, first + 4)
     try:
         kind = VOP_KINDS[bits.read(2)]
-        while bits.read(1):  # modulo_time_base: ones ended by a zero
+        while bits.read(1):
             pass
-        bits.read(1 + vol.time_increment_bits + 1)  # marker, vop_time_increment, marker
+        bits.read(1 + vol.time_increment_bits + 1)
         coded = bits.read(1)
     except ValueError:
         return "bad"
