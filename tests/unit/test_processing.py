@@ -14,7 +14,8 @@ from videos import decode_clip, write_index_video
 
 from video3dcnn.discovery import is_validation
 from video3dcnn.errors import DataError
-from video3dcnn.processing import ProcessOptions, ShardWriter, WorkerDiedError, ordered_map, process
+from video3dcnn.process_options import ProcessOptions
+from video3dcnn.processing import ShardWriter, WorkerDiedError, ordered_map, process
 from video3dcnn.shards import load_index, read_classes, read_shard
 from video3dcnn.video import DecodedVideo
 

@@ -16,17 +16,13 @@ from pathlib import Path
 
 from video3dcnn.config import add_dataclass_arguments, as_dict, build, coerce_mapping, given_arguments
 from video3dcnn.contract import ProcessingEnv, processing_env
+from video3dcnn.discovery import LAYOUTS_HELP
 from video3dcnn.errors import ConfigError, DataError, ToolkitError
+from video3dcnn.process_options import ProcessOptions
 
 logger = logging.getLogger(__name__)
 
 SHARDED_BY_KEY = "ShardedByS3Key"
-
-
-def _options_class() -> type:
-    from video3dcnn.processing import ProcessOptions
-
-    return ProcessOptions
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--input", type=Path, default=None, help="video directory (default in a job: /opt/ml/processing/input_data)")
     parser.add_argument("--output", type=Path, default=None, help="output directory (default in a job: /opt/ml/processing/processed_data)")
-    add_dataclass_arguments(parser, _options_class())
+    add_dataclass_arguments(parser, ProcessOptions)
     parser.set_defaults(run=run, failure_paths=failure_paths)
 
 
@@ -55,8 +51,6 @@ def failure_paths(args: argparse.Namespace) -> list[Path]:
 
 def _directories(args: argparse.Namespace, env: ProcessingEnv) -> tuple[Path, Path]:
     """Input and output directories: the flags, else the job's paths; the input must exist."""
-    from video3dcnn.discovery import LAYOUTS_HELP
-
     if not env.in_job and (args.input is None or args.output is None):
         raise ConfigError("--input and --output are required outside a SageMaker Processing job")
     input_dir, output_dir = args.input or env.input_dir, args.output or env.output_dir
@@ -66,7 +60,7 @@ def _directories(args: argparse.Namespace, env: ProcessingEnv) -> tuple[Path, Pa
     return input_dir, output_dir
 
 
-def resolve_instances(options, env: ProcessingEnv):
+def resolve_instances(options: ProcessOptions, env: ProcessingEnv) -> ProcessOptions:
     """Fit the options to the job's instances.
 
     A ShardedByS3Key input gives every instance different videos, so without ``--classes`` their class lists could
@@ -91,7 +85,7 @@ def resolve_instances(options, env: ProcessingEnv):
 
 
 def run(args: argparse.Namespace) -> int:
-    from video3dcnn.processing import ProcessOptions, process
+    from video3dcnn.processing import process
 
     env = processing_env()
     options = build(ProcessOptions, coerce_mapping(ProcessOptions, given_arguments(args, ProcessOptions)))

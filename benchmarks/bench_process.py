@@ -1,0 +1,189 @@
+"""Benchmark of ``video3dcnn process`` against the seed's frame sampler and a decode-only pass (not a timed test).
+
+On the same videos, side by side in one run:
+
+(a) the seed's sampler, re-implemented from its description: read ``CAP_PROP_FRAME_COUNT``, then for each of 15
+    positions ``x * n / 15`` seek with ``CAP_PROP_POS_FRAMES`` and ``read()``, resize to 32x32, keep BGR; the clips are
+    stacked as float32 and saved with ``np.savez`` (uncompressed), as the seed does;
+(b) a decode-only pass: ``grab()`` every frame, nothing else;
+(c) ``video3dcnn process`` (the library call behind the command, in this process) with 1 and with 2 workers,
+    15 frames, 32x32 RGB, uniform sampling, shards written.
+
+Every decoder runs single-threaded (``CAP_PROP_N_THREADS = 1``), as the processing workers do. Videos are 320x240,
+10 s at 25 fps, made with the ffmpeg of ``imageio-ffmpeg`` from synthetic content (``video3dcnn.synthetic``: textured
+moving squares over textured backgrounds plus sensor-like noise), because real clips are not available offline:
+long-GOP H.264 in .mp4 (keyframe every 250 frames) and MPEG-4 Part 2 tagged XVID in .avi with a keyframe every 12
+frames (UCF101's format). Each distinct video is linked ``--copies`` times so that worker start-up is amortised as in
+a real job.
+
+Usage: ``python benchmarks/bench_process.py [--videos 8] [--copies 6] [--repeats 3] [--workdir DIR]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the project's synthetic-video kit (ffmpeg writer)
+
+from videos import write_frames  # noqa: E402
+
+from video3dcnn.process_options import ProcessOptions  # noqa: E402
+from video3dcnn.processing import process  # noqa: E402
+from video3dcnn.synthetic import DIRECTIONS, motion_frames  # noqa: E402
+
+WIDTH, HEIGHT, SECONDS, FPS = 320, 240, 10, 25
+DEPTH, SIZE = 15, 32
+FORMATS = {  # name -> (codec, suffix, keyframe interval, extra ffmpeg args)
+    "h264-long-gop.mp4": ("h264", ".mp4", 250, ["-sc_threshold", "0"]),
+    "xvid-gop12.avi": ("mpeg4", ".avi", 12, ["-vtag", "XVID"]),
+}
+TARGETS = "H.264: (c1) <= 1.0x (b) and (a) >= 3.5x (c1); XviD: (c1) <= 0.6x (b); (c2) >= 1.8x (c1) in videos/s; bytes per clip <= 0.25x (a)"
+
+
+def make_videos(directory: Path, count: int, copies: int) -> dict[str, Path]:
+    """Write ``count`` distinct videos per format and link each ``copies`` times into a class-folder layout."""
+    rng = np.random.default_rng(7)
+    frames = [motion_frames(list(DIRECTIONS)[i % 4], rng, SECONDS * FPS, HEIGHT, WIDTH) for i in range(count)]
+    roots = {}
+    for name, (codec, suffix, gop, extra) in FORMATS.items():
+        root = directory / name
+        for number, video in enumerate(frames):
+            label = list(DIRECTIONS)[number % 4]
+            source = write_frames(root / label / f"v{number:02d}_c00{suffix}", video, fps=FPS, codec=codec, gop=gop, extra_args=extra)
+            for copy in range(1, copies):
+                os.link(source, source.with_name(f"v{number:02d}_c{copy:02d}{suffix}"))
+        roots[name] = root
+    return roots
+
+
+def videos_in(root: Path) -> list[Path]:
+    return sorted(root.rglob("v*_c*.*"))
+
+
+def seed_sampler(path: Path) -> np.ndarray:
+    """(a) The seed's loop: one seek per frame, positions from the header's frame count, BGR kept."""
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
+    count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    frames = []
+    for x in range(DEPTH):
+        capture.set(cv2.CAP_PROP_POS_FRAMES, x * count / DEPTH)
+        _, frame = capture.read()
+        frames.append(cv2.resize(frame, (SIZE, SIZE)))
+    capture.release()
+    return np.array(frames)
+
+
+def run_seed(root: Path, output: Path) -> int:
+    clips = np.array([seed_sampler(path) for path in videos_in(root)])
+    data = clips.transpose(0, 2, 3, 1, 4).astype(np.float32)  # the seed's (N, 32, 32, depth, 3) float32 layout
+    labels = np.eye(4, dtype=np.float32)[np.arange(len(clips)) % 4]
+    with open(output, "wb") as handle:
+        np.savez(handle, X=data, Y=labels)
+    return len(clips)
+
+
+def run_decode_only(root: Path, output: Path) -> int:
+    paths = videos_in(root)
+    for path in paths:
+        capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
+        while capture.grab():
+            pass
+        capture.release()
+    return len(paths)
+
+
+def run_process(workers: int) -> Callable[[Path, Path], int]:
+    def run(root: Path, output: Path) -> int:
+        options = ProcessOptions(frames=DEPTH, size=f"{SIZE}x{SIZE}", workers=workers, preview=False)
+        return process(root, output, options, host="bench").manifest["counts"]["videos"]["decoded"]
+
+    return run
+
+
+@dataclass
+class Timing:
+    seconds: list[float]
+    videos: int
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def rate(self) -> float:
+        return self.videos / self.median
+
+
+def time_methods(root: Path, scratch: Path, repeats: int) -> dict[str, Timing]:
+    """Median wall time of each method over ``repeats`` interleaved rounds (after one warm-up round)."""
+    methods = {"a": run_seed, "b": run_decode_only, "c1": run_process(1), "c2": run_process(2)}
+    timings = {key: Timing([], 0) for key in methods}
+    for round_number in range(repeats + 1):
+        for key, method in methods.items():
+            start = time.perf_counter()
+            timings[key].videos = method(root, scratch / f"{key}.out")
+            if round_number:
+                timings[key].seconds.append(time.perf_counter() - start)
+    return timings
+
+
+def bytes_per_clip(scratch: Path, clips: int) -> tuple[float, float]:
+    """(ours, seed's): shard bytes per clip against the seed's float32 npz bytes per clip."""
+    ours = sum(path.stat().st_size for path in (scratch / "c1.out").glob("bench-*.npz"))
+    return ours / clips, (scratch / "a.out").stat().st_size / clips
+
+
+def report(name: str, timings: dict[str, Timing], sizes: tuple[float, float]) -> list[str]:
+    a, b, c1, c2 = (timings[key] for key in ("a", "b", "c1", "c2"))
+    rows = [f"| {name} | {label} | {t.median:.2f} | {t.rate:.1f} | {t.median / b.median:.2f}x |" for label, t in
+            (("(a) seed seek loop", a), ("(b) decode only", b), ("(c) process, 1 worker", c1), ("(c) process, 2 workers", c2))]  # fmt: skip
+    rows.append(
+        f"| {name} | ratios | | | (a)/(c1) time {a.median / c1.median:.2f}x; (c2)/(c1) videos/s {c2.rate / c1.rate:.2f}x; "
+        f"bytes/clip {sizes[0]:.0f} vs {sizes[1]:.0f} = {sizes[0] / sizes[1]:.3f}x |"
+    )
+    return rows
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    return f"{model}, {len(os.sched_getaffinity(0))} usable cores, Python {platform.python_version()}, OpenCV {cv2.__version__}, load avg {load}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--videos", type=int, default=8, help="distinct videos per format")
+    parser.add_argument("--copies", type=int, default=6, help="links to each video")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds (median reported)")
+    parser.add_argument("--workdir", type=Path, default=None, help="where to build the videos (default: a temp dir)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        roots = make_videos(Path(tmp), args.videos, args.copies)
+        print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()}")
+        print(f"{args.videos * args.copies} videos per format, {WIDTH}x{HEIGHT}, {SECONDS} s at {FPS} fps; median of {args.repeats}\n")
+        print("| videos | method | wall s | videos/s | time vs (b) |\n|---|---|---|---|---|")
+        for name, root in roots.items():
+            scratch = Path(tmp) / f"out-{name}"
+            scratch.mkdir()
+            timings = time_methods(root, scratch, args.repeats)
+            print("\n".join(report(name, timings, bytes_per_clip(scratch, timings["c1"].videos))), flush=True)
+        print(f"\nTargets: {TARGETS}. Machine after the run: {machine()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

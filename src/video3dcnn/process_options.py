@@ -1,0 +1,65 @@
+"""The options of ``video3dcnn process``: one frozen dataclass, the source of its flags and ContainerArguments.
+
+Kept apart from ``processing`` so that building the command-line parser imports no OpenCV.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from video3dcnn.config import ClipSpec, parse_size
+from video3dcnn.discovery import DEFAULT_EXTENSIONS, LABEL_SOURCES
+
+
+def _opt(default: Any, help_text: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help_text, **extra})
+
+
+@dataclass(frozen=True)
+class ProcessOptions:
+    """Every option of ``video3dcnn process`` (flags and ContainerArguments are generated from these fields)."""
+
+    frames: int = _opt(15, "frames per clip")
+    size: str = _opt("32x32", "clip frame size HxW", metavar="HxW")
+    gray: bool = _opt(False, "one gray channel instead of RGB")
+    sampling: str = _opt("uniform", "uniform | head | sliding", choices=ClipSpec.SAMPLINGS)
+    frame_step: int = _opt(1, "sliding: distance between the frames of a window")
+    clip_stride: int | None = _opt(None, "sliding: distance between window starts (default: --frames)")
+    label_from: str = _opt("auto", "auto | folder | ucf | manifest", choices=LABEL_SOURCES)
+    manifest: str | None = _opt(None, "CSV of path,label[,group] rows, paths relative to the input", metavar="CSV")
+    classes: str | None = _opt(None, "fixed class list, one name per line (or UCF101 classInd.txt)", metavar="FILE")
+    val_fraction: float = _opt(0.2, "fraction of groups put in the validation split")
+    workers: int | None = _opt(None, "decoding processes (default: all usable cores)")
+    shard_size: int | None = _opt(None, "clips per shard (default: about 64 MiB of clips)")
+    num_shards: int | None = _opt(None, "split a replicated input between this many instances")
+    shard_index: int | None = _opt(None, "which part of --num-shards this instance takes (0-based)")
+    max_bad_fraction: float = _opt(0.1, "fail when more than this fraction of the videos cannot be used")
+    extensions: str | None = _opt(None, "comma-separated video extensions (default: the common ones)")
+    preview: bool = _opt(True, "write preview.png")
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.max_bad_fraction <= 1.0:
+            raise ValueError(f"--max-bad-fraction must be in [0, 1], got {self.max_bad_fraction}")
+        for name in ("workers", "shard_size", "num_shards"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        if (self.num_shards is None) != (self.shard_index is None):
+            raise ValueError("--num-shards and --shard-index go together")
+        if self.num_shards is not None and not 0 <= self.shard_index < self.num_shards:
+            raise ValueError(f"--shard-index must be in 0..{self.num_shards - 1}, got {self.shard_index}")
+        self.clip_spec()
+
+    def clip_spec(self) -> ClipSpec:
+        """The clip these options describe."""
+        height, width = parse_size(self.size)
+        stride = self.clip_stride if self.clip_stride is not None else self.frames
+        return ClipSpec(self.frames, height, width, self.gray, self.sampling, self.frame_step, stride)
+
+    def extension_list(self) -> tuple[str, ...]:
+        """The video extensions to look for."""
+        if not self.extensions:
+            return DEFAULT_EXTENSIONS
+        return tuple(f".{ext.strip().lstrip('.').lower()}" for ext in self.extensions.split(",") if ext.strip())
