@@ -22,6 +22,7 @@ Usage: ``python benchmarks/bench_process.py [--videos 8] [--copies 6] [--repeats
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import platform
 import statistics
@@ -51,7 +52,10 @@ FORMATS = {  # name -> (codec, suffix, keyframe interval, extra ffmpeg args)
     "h264-long-gop.mp4": ("h264", ".mp4", 250, ["-sc_threshold", "0"]),
     "xvid-gop12.avi": ("mpeg4", ".avi", 12, ["-vtag", "XVID"]),
 }
-TARGETS = "H.264: (c1) <= 1.0x (b) and (a) >= 3.5x (c1); XviD: (c1) <= 0.6x (b); (c2) >= 1.8x (c1) in videos/s; bytes per clip <= 0.25x (a)"
+TARGETS = (
+    "H.264: (c1) <= 1.0x (b) and (a) >= 3.5x (c1); XviD: (c1) <= 0.6x (b); (c2) >= 1.8x (c1) in videos/s; "
+    "bytes per clip <= 0.25x (a)"
+)
 
 
 def make_videos(directory: Path, count: int, copies: int) -> dict[str, Path]:
@@ -63,7 +67,9 @@ def make_videos(directory: Path, count: int, copies: int) -> dict[str, Path]:
         root = directory / name
         for number, video in enumerate(frames):
             label = list(DIRECTIONS)[number % 4]
-            source = write_frames(root / label / f"v{number:02d}_c00{suffix}", video, fps=FPS, codec=codec, gop=gop, extra_args=extra)
+            source = write_frames(
+                root / label / f"v{number:02d}_c00{suffix}", video, fps=FPS, codec=codec, gop=gop, extra_args=extra
+            )
             for copy in range(1, copies):
                 os.link(source, source.with_name(f"v{number:02d}_c{copy:02d}{suffix}"))
         roots[name] = root
@@ -149,19 +155,33 @@ def bytes_per_clip(scratch: Path, clips: int) -> tuple[float, float]:
 
 def report(name: str, timings: dict[str, Timing], sizes: tuple[float, float]) -> list[str]:
     a, b, c1, c2 = (timings[key] for key in ("a", "b", "c1", "c2"))
-    rows = [f"| {name} | {label} | {t.median:.2f} | {t.rate:.1f} | {t.median / b.median:.2f}x |" for label, t in
-            (("(a) seed seek loop", a), ("(b) decode only", b), ("(c) process, 1 worker", c1), ("(c) process, 2 workers", c2))]  # fmt: skip
+    labels = ("(a) seed seek loop", "(b) decode only", "(c) process, 1 worker", "(c) process, 2 workers")
+    rows = [
+        f"| {name} | {label} | {t.median:.2f} | {t.rate:.1f} | {t.median / b.median:.2f}x |"
+        for label, t in zip(labels, (a, b, c1, c2))
+    ]
     rows.append(
-        f"| {name} | ratios | | | (a)/(c1) time {a.median / c1.median:.2f}x; (c2)/(c1) videos/s {c2.rate / c1.rate:.2f}x; "
+        f"| {name} | ratios | | | (a)/(c1) time {a.median / c1.median:.2f}x; "
+        f"(c2)/(c1) videos/s {c2.rate / c1.rate:.2f}x; "
         f"bytes/clip {sizes[0]:.0f} vs {sizes[1]:.0f} = {sizes[0] / sizes[1]:.3f}x |"
     )
     return rows
 
 
 def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
-    return f"{model}, {len(os.sched_getaffinity(0))} usable cores, Python {platform.python_version()}, OpenCV {cv2.__version__}, load avg {load}"
+    cores = len(os.sched_getaffinity(0))
+    return (
+        f"{model}, {cores} usable cores, Python {platform.python_version()}, OpenCV {cv2.__version__}, load avg {load}"
+    )
 
 
 def main() -> int:
@@ -171,10 +191,12 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (median reported)")
     parser.add_argument("--workdir", type=Path, default=None, help="where to build the videos (default: a temp dir)")
     args = parser.parse_args()
+    logging.getLogger("video3dcnn").setLevel(logging.ERROR)  # per-run summaries would interleave with the table
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         roots = make_videos(Path(tmp), args.videos, args.copies)
         print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()}")
-        print(f"{args.videos * args.copies} videos per format, {WIDTH}x{HEIGHT}, {SECONDS} s at {FPS} fps; median of {args.repeats}\n")
+        count = args.videos * args.copies
+        print(f"{count} videos per format, {WIDTH}x{HEIGHT}, {SECONDS} s at {FPS} fps; median of {args.repeats}\n")
         print("| videos | method | wall s | videos/s | time vs (b) |\n|---|---|---|---|---|")
         for name, root in roots.items():
             scratch = Path(tmp) / f"out-{name}"

@@ -60,11 +60,26 @@ class AviWriter:
 
     @staticmethod
     def _stream_header(fourcc: str, fps: int, width: int, height: int) -> bytes:
-        return struct.pack("<4s4sIHHIIIIIIiI4h", b"vids", fourcc.encode(), 0, 0, 0, 0, 1, fps, 0, 0, 0, -1, 0, 0, 0, width, height)
+        return struct.pack(
+            "<4s4sIHHIIIIIIiI4h", b"vids", fourcc.encode(), 0, 0, 0, 0, 1, fps, 0, 0, 0, -1, 0, 0, 0, width, height
+        )
 
     @staticmethod
     def _bitmap_info(fourcc: str, width: int, height: int, extra: int) -> bytes:
-        return struct.pack("<IiiHH4sIiiII", BITMAPINFOHEADER_SIZE + extra, width, height, 1, 24, fourcc.encode(), width * height * 3, 0, 0, 0, 0)
+        return struct.pack(
+            "<IiiHH4sIiiII",
+            BITMAPINFOHEADER_SIZE + extra,
+            width,
+            height,
+            1,
+            24,
+            fourcc.encode(),
+            width * height * 3,
+            0,
+            0,
+            0,
+            0,
+        )
 
     def write(self, packet: bytes) -> None:
         """Append one packet as one frame chunk."""

@@ -1,7 +1,7 @@
 """Which decoded frames form each clip: pure index arithmetic (no I/O, no cv2).
 
-Frame ``i`` always means the ``i``-th frame a sequential decode produces, counted from 0; ``num_frames`` is the number of
-frames that really decode (never a container's claim). Every function returns int32 indices in ``[0, num_frames)``.
+Frame ``i`` always means the ``i``-th frame a sequential decode produces, counted from 0; ``num_frames`` is the number
+of frames that really decode (never a container's claim). Every function returns int32 indices in ``[0, num_frames)``.
 
 Sampling modes (``ClipSpec.sampling``):
 

@@ -276,7 +276,9 @@ def _from_manifest(root: Path, manifest: Path, relpaths: Sequence[str]) -> tuple
     return candidates, skipped
 
 
-def _from_layout(source: str, files: Sequence[Path], relpaths: Sequence[str]) -> tuple[list[_Candidate], list[SkippedFile]]:
+def _from_layout(
+    source: str, files: Sequence[Path], relpaths: Sequence[str]
+) -> tuple[list[_Candidate], list[SkippedFile]]:
     labeller = _label_by_folder if source == "folder" else _label_by_ucf_name
     candidates, skipped = [], []
     for path, relpath in zip(files, relpaths):

@@ -44,7 +44,9 @@ def _row(name: str, clips: Sequence[np.ndarray], shape: tuple[int, ...], per_row
     return row
 
 
-def render_preview(classes: Sequence[str], clips_by_class: Mapping[str, Sequence[np.ndarray]], per_row: int = 3) -> np.ndarray:
+def render_preview(
+    classes: Sequence[str], clips_by_class: Mapping[str, Sequence[np.ndarray]], per_row: int = 3
+) -> np.ndarray:
     """The preview image (RGB uint8): one row per class in class order; classes without clips get an empty row.
 
     Args:
@@ -60,7 +62,9 @@ def render_preview(classes: Sequence[str], clips_by_class: Mapping[str, Sequence
     return np.concatenate(stacked, axis=0)
 
 
-def write_preview(path: Path, classes: Sequence[str], clips_by_class: Mapping[str, Sequence[np.ndarray]]) -> Path | None:
+def write_preview(
+    path: Path, classes: Sequence[str], clips_by_class: Mapping[str, Sequence[np.ndarray]]
+) -> Path | None:
     """Render the preview and write it as PNG to ``path`` atomically; None when there is no clip to show."""
     if not any(len(clips) for clips in clips_by_class.values()):
         return None

@@ -178,7 +178,13 @@ class ShardWriter:
         size = write_shard(self.directory / name, shard)
         validation = int(shard.is_val.sum())
         self.entries.append(
-            {"file": name, "clips": len(shard), "train": len(shard) - validation, "validation": validation, "bytes": size}
+            {
+                "file": name,
+                "clips": len(shard),
+                "train": len(shard) - validation,
+                "validation": validation,
+                "bytes": size,
+            }
         )
         self._buffer, self._clips = [], 0
 
@@ -193,8 +199,12 @@ class _Tally:
     """Counts, skipped files and preview clips gathered while decoding."""
 
     classes: tuple[str, ...]
-    clips: dict[str, collections.Counter] = field(default_factory=lambda: {"train": collections.Counter(), "validation": collections.Counter()})
-    videos: dict[str, collections.Counter] = field(default_factory=lambda: {"train": collections.Counter(), "validation": collections.Counter()})
+    clips: dict[str, collections.Counter] = field(
+        default_factory=lambda: {"train": collections.Counter(), "validation": collections.Counter()}
+    )
+    videos: dict[str, collections.Counter] = field(
+        default_factory=lambda: {"train": collections.Counter(), "validation": collections.Counter()}
+    )
     groups: dict[str, set] = field(default_factory=lambda: {"train": set(), "validation": set()})
     methods: collections.Counter = field(default_factory=collections.Counter)
     skipped: list[SkippedFile] = field(default_factory=list)
@@ -252,7 +262,13 @@ def _partition(found: Discovery, options: ProcessOptions) -> tuple[list[Labelled
         return list(found.videos), list(found.skipped)
     mine = lambda relpath: in_partition(relpath, options.num_shards, options.shard_index)  # noqa: E731
     videos = [video for video in found.videos if mine(video.relpath)]
-    logger.info("instance %d of %d takes %d of %d videos", options.shard_index, options.num_shards, len(videos), len(found.videos))
+    logger.info(
+        "instance %d of %d takes %d of %d videos",
+        options.shard_index,
+        options.num_shards,
+        len(videos),
+        len(found.videos),
+    )
     return videos, [item for item in found.skipped if mine(item.relpath)]
 
 
@@ -260,14 +276,18 @@ def clear_previous_output(output_dir: Path, host: str) -> None:
     """Delete what an earlier run of ``host`` wrote: the manifest first, so that no stale state looks complete."""
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / manifest_name(host)).unlink(missing_ok=True)
-    old = [path for path in output_dir.glob(f"{host}-*.npz") if (m := SHARD_PATTERN.match(path.name)) and m["host"] == host]
+    old = [
+        path for path in output_dir.glob(f"{host}-*.npz") if (m := SHARD_PATTERN.match(path.name)) and m["host"] == host
+    ]
     for path in old:
         path.unlink()
     if old:
         logger.info("removed %d shards of an earlier run of %s in %s", len(old), host, output_dir)
 
 
-def _decode_all(videos: Sequence[LabelledVideo], spec: ClipSpec, workers: int) -> Iterator[tuple[LabelledVideo, DecodedVideo | None, str | None]]:
+def _decode_all(
+    videos: Sequence[LabelledVideo], spec: ClipSpec, workers: int
+) -> Iterator[tuple[LabelledVideo, DecodedVideo | None, str | None]]:
     tasks = ((str(video.path), spec) for video in videos)
     with Progress(len(videos), "videos") as progress:
         for video, (decoded, reason) in zip(videos, ordered_map(decode_task, tasks, workers)):
@@ -340,7 +360,12 @@ def preview_name(host: str, hosts: Sequence[str]) -> str:
 
 def _counts(tally: _Tally, writer: ShardWriter) -> dict:
     return {
-        "videos": {"attempted": tally.attempted, "decoded": tally.decoded, "bad": len(tally.bad), "skipped": len(tally.skipped)},
+        "videos": {
+            "attempted": tally.attempted,
+            "decoded": tally.decoded,
+            "bad": len(tally.bad),
+            "skipped": len(tally.skipped),
+        },
         "clips": {split: sum(counter.values()) for split, counter in tally.clips.items()},
         "clips_per_class": {split: tally.per_class(counter) for split, counter in tally.clips.items()},
         "videos_per_class": {split: tally.per_class(counter) for split, counter in tally.videos.items()},
@@ -351,7 +376,13 @@ def _counts(tally: _Tally, writer: ShardWriter) -> dict:
 
 
 def build_manifest(
-    host: str, hosts: Sequence[str], options: ProcessOptions, found: Discovery, writer: ShardWriter, tally: _Tally, seconds: float
+    host: str,
+    hosts: Sequence[str],
+    options: ProcessOptions,
+    found: Discovery,
+    writer: ShardWriter,
+    tally: _Tally,
+    seconds: float,
 ) -> dict:
     """The manifest of one host's output (``load_index`` reads schema_version, classes, clip_spec and shards)."""
     return {
@@ -364,18 +395,31 @@ def build_manifest(
         "classes": list(found.classes),
         "clip_spec": options.clip_spec().to_dict(),
         "label_source": found.label_source,
-        "split": {"by": "group", "method": "sha256('split:' + group) < val_fraction", "val_fraction": options.val_fraction},
+        "split": {
+            "by": "group",
+            "method": "sha256('split:' + group) < val_fraction",
+            "val_fraction": options.val_fraction,
+        },
         "options": as_dict(options),
         "counts": _counts(tally, writer),
         "decode_methods": dict(sorted(tally.methods.items())),
         "seconds": round(seconds, 3),
         "shards": writer.entries,
-        "skipped": [{"path": item.relpath, "reason": item.reason} for item in sorted(tally.skipped, key=lambda s: s.relpath)],
+        "skipped": [
+            {"path": item.relpath, "reason": item.reason} for item in sorted(tally.skipped, key=lambda s: s.relpath)
+        ],
     }
 
 
 def _finish(
-    output_dir: Path, host: str, hosts: Sequence[str], options: ProcessOptions, found: Discovery, writer: ShardWriter, tally: _Tally, seconds: float
+    output_dir: Path,
+    host: str,
+    hosts: Sequence[str],
+    options: ProcessOptions,
+    found: Discovery,
+    writer: ShardWriter,
+    tally: _Tally,
+    seconds: float,
 ) -> ProcessResult:
     """Write classes.txt and the preview, then the manifest, last."""
     write_classes(output_dir, found.classes)

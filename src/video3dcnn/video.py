@@ -58,7 +58,12 @@ HEADER_COUNT_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".3gp", ".avi"})
 MPEG4_PART2_FOURCCS = frozenset({"FMP4", "XVID", "DIVX", "DX50", "MP4V", "M4S2", "XVIX", "3IV2"})
 # User data by which libavcodec recognises the encoder; with it, the decoder's bug workarounds come from the
 # bitstream rather than from the container's FOURCC, so the keyframe path decodes exactly like the full file.
-ENCODER_SIGNATURES = (b"\x00\x00\x01\xb2XviD", b"\x00\x00\x01\xb2DivX", b"\x00\x00\x01\xb2Lavc", b"\x00\x00\x01\xb2FFmpe")
+ENCODER_SIGNATURES = (
+    b"\x00\x00\x01\xb2XviD",
+    b"\x00\x00\x01\xb2DivX",
+    b"\x00\x00\x01\xb2Lavc",
+    b"\x00\x00\x01\xb2FFmpe",
+)
 KEYFRAME_GAIN = 0.75
 
 
@@ -168,7 +173,11 @@ def _retrieve(capture: cv2.VideoCapture, spec: ClipSpec, index: int, path: Path)
 
 
 def read_frames(
-    path: Path, spec: ClipSpec, wanted: Collection[int], stop_after: int | None = None, capture: cv2.VideoCapture | None = None
+    path: Path,
+    spec: ClipSpec,
+    wanted: Collection[int],
+    stop_after: int | None = None,
+    capture: cv2.VideoCapture | None = None,
 ) -> tuple[dict[int, np.ndarray], int]:
     """One sequential pass: decode every frame, convert only the ``wanted`` ones.
 
@@ -321,8 +330,12 @@ def _decode_keyframe_runs(path: Path, spec: ClipSpec, scan: PacketScan) -> Decod
     with tempfile.NamedTemporaryFile(prefix="video3dcnn-", suffix=".avi") as runs_file:
         _write_runs(path, scan, runs, runs_file)
         runs_file.flush()
-        frames, decoded = read_frames(Path(runs_file.name), spec, {i for i, frame in enumerate(order) if frame in wanted})
+        frames, decoded = read_frames(
+            Path(runs_file.name), spec, {i for i, frame in enumerate(order) if frame in wanted}
+        )
     if decoded != len(order):
-        logger.warning("%s: keyframe decoding gave %d frames for %d packets; decoding sequentially", path, decoded, len(order))
+        logger.warning(
+            "%s: keyframe decoding gave %d frames for %d packets; decoding sequentially", path, decoded, len(order)
+        )
         return None
     return _assemble({order[i]: frame for i, frame in frames.items()}, indices, scan.count, "keyframe")

@@ -1,4 +1,4 @@
-"""``video3dcnn process`` through ``cli.main``: defaults under a fake /opt/ml, host names, failure messages, a hard kill."""
+"""``video3dcnn process`` through ``cli.main``: fake /opt/ml defaults, host names, failure messages, a hard kill."""
 
 from __future__ import annotations
 
@@ -28,13 +28,25 @@ def make_videos(root: Path, per_class: int = 3) -> None:
             write_index_video(root / label / f"v_{label}_g{clip:02d}_c01.avi", 12, "mjpg", height=32, width=32)
 
 
-def fake_job(base: Path, monkeypatch: pytest.MonkeyPatch, current: str = "algo-1", hosts: tuple[str, ...] = ("algo-1",), distribution: str = "FullyReplicated") -> Path:
+def fake_job(
+    base: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    current: str = "algo-1",
+    hosts: tuple[str, ...] = ("algo-1",),
+    distribution: str = "FullyReplicated",
+) -> Path:
     """A /opt/ml tree as a Processing job sees it, found through SAGEMAKER_BASE_DIR; returns the input directory."""
     config = base / "config"
     config.mkdir(parents=True, exist_ok=True)
     (config / "resourceconfig.json").write_text(json.dumps({"current_host": current, "hosts": list(hosts)}))
-    s3_input = {"LocalPath": "/opt/ml/processing/input_data", "S3Uri": "s3://bucket/videos", "S3DataDistributionType": distribution}
-    (config / "processingjobconfig.json").write_text(json.dumps({"ProcessingInputs": [{"InputName": "videos", "S3Input": s3_input}]}))
+    s3_input = {
+        "LocalPath": "/opt/ml/processing/input_data",
+        "S3Uri": "s3://bucket/videos",
+        "S3DataDistributionType": distribution,
+    }
+    (config / "processingjobconfig.json").write_text(
+        json.dumps({"ProcessingInputs": [{"InputName": "videos", "S3Input": s3_input}]})
+    )
     input_dir = base / "processing" / "input_data"
     input_dir.mkdir(parents=True, exist_ok=True)
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(base))
@@ -56,7 +68,24 @@ def test_in_a_job_paths_default_and_names_carry_the_host(tmp_path: Path, monkeyp
     input_dir = fake_job(tmp_path, monkeypatch, current="algo-2", hosts=("algo-2",))
     make_videos(input_dir)
     # ContainerArguments arrive as plain strings, snake_case or kebab-case
-    assert cli.main(["process", "--frames", "4", "--size", "16x16", "--workers", "1", "--shard_size", "4", "--val-fraction", "0.5"]) == 0
+    assert (
+        cli.main(
+            [
+                "process",
+                "--frames",
+                "4",
+                "--size",
+                "16x16",
+                "--workers",
+                "1",
+                "--shard_size",
+                "4",
+                "--val-fraction",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     output = tmp_path / "processing" / "processed_data"
     assert sorted(p.name for p in output.glob("*.npz")) == ["algo-2-00000.npz", "algo-2-00001.npz"]
     manifest = json.loads((output / "manifest-algo-2.json").read_text())
@@ -64,7 +93,9 @@ def test_in_a_job_paths_default_and_names_carry_the_host(tmp_path: Path, monkeyp
     assert not (tmp_path / "output" / "message").exists()
 
 
-def test_replicated_input_on_two_instances_is_split_between_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_replicated_input_on_two_instances_is_split_between_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     hosts = ("algo-1", "algo-2")
     for host in hosts:
         input_dir = fake_job(tmp_path, monkeypatch, current=host, hosts=hosts)
@@ -88,7 +119,9 @@ def test_sharded_input_on_several_instances_needs_a_class_list(tmp_path: Path, m
     assert load_index(tmp_path / "processing" / "processed_data").classes == ("Right", "Left")
 
 
-def test_too_many_bad_videos_exit_2_with_the_reason_in_output_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_too_many_bad_videos_exit_2_with_the_reason_in_output_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     input_dir = fake_job(tmp_path, monkeypatch)
     make_videos(input_dir)
     (input_dir / "Left" / "broken.mp4").write_text("no video here")
@@ -106,7 +139,9 @@ def test_nothing_decodes_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert message(tmp_path).startswith("none of the 2 videos could be decoded (e.g. Left/x.mp4:")
 
 
-def test_missing_input_names_the_path_and_the_layouts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+def test_missing_input_names_the_path_and_the_layouts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     fake_job(tmp_path, monkeypatch)
     missing = tmp_path / "nowhere"
     assert cli.main(["process", "--input", str(missing)]) == 2
@@ -124,14 +159,18 @@ def test_missing_input_names_the_path_and_the_layouts(tmp_path: Path, monkeypatc
         (["--num-shards", "2"], "go together"),
     ],
 )
-def test_bad_options_are_one_line_errors(tmp_path: Path, argv: list[str], expected: str, capsys: pytest.CaptureFixture) -> None:
+def test_bad_options_are_one_line_errors(
+    tmp_path: Path, argv: list[str], expected: str, capsys: pytest.CaptureFixture
+) -> None:
     make_videos(tmp_path / "in", per_class=1)
     assert cli.main(["process", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), *argv]) == 2
     err = capsys.readouterr().err  # the CLI configures logging itself, to stderr
     assert expected in err and "Traceback" not in err
 
 
-def test_input_and_output_are_required_outside_a_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+def test_input_and_output_are_required_outside_a_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path / "not-a-job"))
     assert cli.main(["process", "--input", str(tmp_path)]) == 2
     assert "--input and --output are required outside a SageMaker Processing job" in capsys.readouterr().err
@@ -154,7 +193,9 @@ def test_a_killed_run_leaves_no_file_that_looks_complete(tmp_path: Path) -> None
         os.link(source, target)
     output = tmp_path / "out"
     command = [sys.executable, "-m", "video3dcnn", "process", "--input", str(tmp_path / "in"), "--output", str(output)]
-    run = subprocess.Popen([*command, "--workers", "2", "--shard-size", "1", "--sampling", "sliding"], start_new_session=True)
+    run = subprocess.Popen(
+        [*command, "--workers", "2", "--shard-size", "1", "--sampling", "sliding"], start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 60
         while not list(output.glob("*-00000.npz")) and run.poll() is None and time.monotonic() < deadline:

@@ -1,4 +1,4 @@
-"""Discovery and labels: class folders, UCF101 names (with the HandStandPushups quirk), manifest CSV, split, partition."""
+"""Discovery and labels: class folders, UCF101 names (HandStandPushups quirk), manifest CSV, split, partition."""
 
 from __future__ import annotations
 
@@ -48,7 +48,9 @@ def test_class_folders(tmp_path: Path) -> None:
 
 
 def test_ucf101_layout_labels_by_folder_and_groups_by_name(tmp_path: Path) -> None:
-    touch(tmp_path, "HandstandPushups/v_HandStandPushups_g01_c01.avi", "HandstandPushups/v_HandStandPushups_g01_c02.avi")
+    touch(
+        tmp_path, "HandstandPushups/v_HandStandPushups_g01_c01.avi", "HandstandPushups/v_HandStandPushups_g01_c02.avi"
+    )
     touch(tmp_path, "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi")
     found = discover(tmp_path)
     assert found.label_source == "folder"
@@ -71,12 +73,19 @@ def test_ucf_names_match_the_class_list_case_insensitively(tmp_path: Path) -> No
     assert classes == ["Archery", "HandstandPushups"]
     found = discover(tmp_path, label_from="ucf", classes=classes)
     assert found.classes == ("Archery", "HandstandPushups")
-    assert [(v.label, v.group) for v in found.videos] == [("Archery", "Archery_g02"), ("HandstandPushups", "HandstandPushups_g01")]
-    assert [(s.relpath, s.reason) for s in found.skipped] == [("v_YoYo_g03_c01.avi", "class 'YoYo' is not in the --classes list")]
+    assert [(v.label, v.group) for v in found.videos] == [
+        ("Archery", "Archery_g02"),
+        ("HandstandPushups", "HandstandPushups_g01"),
+    ]
+    assert [(s.relpath, s.reason) for s in found.skipped] == [
+        ("v_YoYo_g03_c01.avi", "class 'YoYo' is not in the --classes list")
+    ]
 
 
 def test_mixed_spellings_become_one_class_spelled_as_most_files_spell_it(tmp_path: Path) -> None:
-    touch(tmp_path, "v_HandStandPushups_g01_c01.avi", "v_HandStandPushups_g02_c01.avi", "v_HandstandPushups_g03_c01.avi")
+    touch(
+        tmp_path, "v_HandStandPushups_g01_c01.avi", "v_HandStandPushups_g02_c01.avi", "v_HandstandPushups_g03_c01.avi"
+    )
     found = discover(tmp_path)
     assert found.classes == ("HandStandPushups",)
     assert {v.label for v in found.videos} == {"HandStandPushups"}
@@ -86,7 +95,10 @@ def test_mixed_spellings_become_one_class_spelled_as_most_files_spell_it(tmp_pat
 def test_manifest_csv(tmp_path: Path) -> None:
     touch(tmp_path, "clips/a.mp4", "clips/b.mp4", "clips/c.mp4", "clips/unlisted.mp4")
     manifest = tmp_path / "labels.csv"
-    manifest.write_text("path,label,group\nclips/a.mp4,jump,g1\n./clips/b.mp4, sit ,g1\n\n# a comment\nclips/c.mp4,jump\nclips/gone.mp4,sit,g2\n")
+    manifest.write_text(
+        "path,label,group\nclips/a.mp4,jump,g1\n./clips/b.mp4, sit ,g1\n\n"
+        "# a comment\nclips/c.mp4,jump\nclips/gone.mp4,sit,g2\n"
+    )
     found = discover(tmp_path, manifest=manifest)
     assert found.label_source == "manifest"
     assert found.classes == ("jump", "sit")
@@ -101,7 +113,11 @@ def test_manifest_csv(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("a.mp4\n", "line 1: expected path,label"), ("a.mp4,x\na.mp4,y\n", "line 2: a.mp4 is listed twice"), ("path,label\n", "lists no videos")],
+    [
+        ("a.mp4\n", "line 1: expected path,label"),
+        ("a.mp4,x\na.mp4,y\n", "line 2: a.mp4 is listed twice"),
+        ("path,label\n", "lists no videos"),
+    ],
 )
 def test_bad_manifest_rows_name_the_line(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "m.csv").write_text(text)
@@ -117,7 +133,11 @@ def test_auto_refuses_a_layout_it_cannot_read(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("label_from", "manifest", "message"),
-    [("folder", "m.csv", "--label-from manifest"), ("manifest", None, "needs --manifest"), ("nonsense", None, "choose one of")],
+    [
+        ("folder", "m.csv", "--label-from manifest"),
+        ("manifest", None, "needs --manifest"),
+        ("nonsense", None, "choose one of"),
+    ],
 )
 def test_contradictory_label_options(tmp_path: Path, label_from: str, manifest: str | None, message: str) -> None:
     touch(tmp_path, "A/x.mp4")

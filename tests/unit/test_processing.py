@@ -51,7 +51,10 @@ def shard_arrays(directory: Path) -> dict[str, np.ndarray]:
     """Every shard of ``directory`` concatenated, in manifest order."""
     index = load_index(directory)
     shards = [read_shard(info.path) for info in index.shards]
-    return {key: np.concatenate([getattr(shard, key) for shard in shards]) for key in ("clips", "labels", "groups", "is_val", "paths", "frame_indices")}
+    return {
+        key: np.concatenate([getattr(shard, key) for shard in shards])
+        for key in ("clips", "labels", "groups", "is_val", "paths", "frame_indices")
+    }
 
 
 def test_process_writes_exact_clips_shards_manifest_classes_and_preview(dataset: Path, tmp_path: Path) -> None:
@@ -72,7 +75,10 @@ def test_process_writes_exact_clips_shards_manifest_classes_and_preview(dataset:
     assert "cannot open" in manifest["skipped"][0]["reason"]
     counts = manifest["counts"]
     assert counts["videos"] == {"attempted": 19, "decoded": 18, "bad": 1, "skipped": 1}
-    per_class = {name: counts["clips_per_class"]["train"][name] + counts["clips_per_class"]["validation"][name] for name in CLASSES}
+    per_class = {
+        name: counts["clips_per_class"]["train"][name] + counts["clips_per_class"]["validation"][name]
+        for name in CLASSES
+    }
     assert per_class == {name: 6 for name in CLASSES}
     assert [entry["clips"] for entry in manifest["shards"]] == [5, 5, 5, 3]
     assert read_classes(tmp_path / "classes.txt") == list(CLASSES)
@@ -86,7 +92,9 @@ def test_output_is_identical_whatever_the_number_of_workers(dataset: Path, tmp_p
     one, two = shard_arrays(tmp_path / "one"), shard_arrays(tmp_path / "two")
     for key in one:
         assert np.array_equal(one[key], two[key]), key
-    assert sorted(p.name for p in (tmp_path / "one").glob("*.npz")) == sorted(p.name for p in (tmp_path / "two").glob("*.npz"))
+    assert sorted(p.name for p in (tmp_path / "one").glob("*.npz")) == sorted(
+        p.name for p in (tmp_path / "two").glob("*.npz")
+    )
 
 
 def test_groups_never_straddle_the_split(tmp_path: Path) -> None:
@@ -109,7 +117,9 @@ def test_a_rerun_replaces_the_previous_output(dataset: Path, tmp_path: Path) -> 
     assert read_classes(tmp_path / "classes.txt") == list(CLASSES)  # overwritten, never appended
 
 
-def test_a_run_that_dies_midway_leaves_nothing_that_looks_complete(dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_run_that_dies_midway_leaves_nothing_that_looks_complete(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     process(dataset, tmp_path, options(), host="h")  # a complete earlier run
     import video3dcnn.processing as processing
 
@@ -148,7 +158,9 @@ def test_results_come_back_in_input_order() -> None:
 
 
 def test_too_many_bad_videos_fail_without_a_manifest(dataset: Path, tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"1 of 19 videos could not be used \(5.3% > --max-bad-fraction 5.0%\).*broken.avi"):
+    with pytest.raises(
+        DataError, match=r"1 of 19 videos could not be used \(5.3% > --max-bad-fraction 5.0%\).*broken.avi"
+    ):
         process(dataset, tmp_path, options(max_bad_fraction=0.05), host="h")
     assert not list(tmp_path.glob("manifest-*.json"))
 
@@ -197,5 +209,12 @@ def test_invalid_options(overrides: dict, message: str) -> None:
 
 def test_options_make_the_clip_spec() -> None:
     spec = ProcessOptions(frames=8, size="112x96", gray=True, sampling="sliding", frame_step=2).clip_spec()
-    assert (spec.frames, spec.height, spec.width, spec.channels, spec.clip_stride, spec.frame_step) == (8, 112, 96, 1, 8, 2)
+    assert (spec.frames, spec.height, spec.width, spec.channels, spec.clip_stride, spec.frame_step) == (
+        8,
+        112,
+        96,
+        1,
+        8,
+        2,
+    )
     assert ProcessOptions(extensions="AVI, .mkv").extension_list() == (".avi", ".mkv")

@@ -13,7 +13,14 @@ from video3dcnn.avi import AviWriter
 from video3dcnn.clips import uniform_indices
 from video3dcnn.config import ClipSpec
 from video3dcnn.errors import VideoDecodeError
-from video3dcnn.video import _decode_sequential, _packet_bytes, decode_clips, open_capture, read_frames, scan_mpeg4_packets
+from video3dcnn.video import (
+    _decode_sequential,
+    _packet_bytes,
+    decode_clips,
+    open_capture,
+    read_frames,
+    scan_mpeg4_packets,
+)
 
 HEIGHT, WIDTH = 48, 64
 FRAMES = 40
@@ -44,7 +51,9 @@ def video_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def codec_videos(video_dir: Path) -> dict[str, Path]:
     videos = {}
     for name, (codec, suffix, gop) in CODECS.items():
-        videos[name] = write_index_video(video_dir / f"{name}{suffix}", FRAMES, codec, height=HEIGHT, width=WIDTH, gop=gop).path
+        videos[name] = write_index_video(
+            video_dir / f"{name}{suffix}", FRAMES, codec, height=HEIGHT, width=WIDTH, gop=gop
+        ).path
     return videos
 
 
@@ -52,7 +61,9 @@ def codec_videos(video_dir: Path) -> dict[str, Path]:
 def long_mpeg4(video_dir: Path) -> dict[str, Path]:
     """120-frame MPEG-4 Part 2 videos with a keyframe every 12 frames: ffmpeg's encoder and OpenCV's XVID writer."""
     return {
-        "ffmpeg-mpeg4": write_index_video(video_dir / "long-mpeg4.avi", 120, "mpeg4", height=HEIGHT, width=WIDTH, gop=12).path,
+        "ffmpeg-mpeg4": write_index_video(
+            video_dir / "long-mpeg4.avi", 120, "mpeg4", height=HEIGHT, width=WIDTH, gop=12
+        ).path,
         "opencv-xvid": write_index_video(video_dir / "long-xvid.avi", 120, "xvid", height=HEIGHT, width=WIDTH).path,
     }
 
@@ -76,7 +87,9 @@ def test_uniform_clip_has_exact_frames_rgb_and_the_requested_size(codec_videos: 
 
 
 def test_head_and_gray(codec_videos: dict[str, Path]) -> None:
-    decoded = decode_clips(codec_videos["h264-long-gop-mp4"], ClipSpec(frames=5, height=32, width=32, gray=True, sampling="head"))
+    decoded = decode_clips(
+        codec_videos["h264-long-gop-mp4"], ClipSpec(frames=5, height=32, width=32, gray=True, sampling="head")
+    )
     assert decoded.clips.shape == (1, 5, 32, 32, 1)
     assert decoded.frame_indices.tolist() == [[0, 1, 2, 3, 4]]
     assert decode_clip(decoded.clips[0]) == [0, 1, 2, 3, 4]
@@ -105,10 +118,15 @@ def test_short_video_repeats_indices(video_dir: Path) -> None:
 @pytest.mark.parametrize("source", ["ffmpeg-mpeg4", "opencv-xvid"])
 @pytest.mark.parametrize(
     "spec",
-    [ClipSpec(frames=8, height=32, width=32), ClipSpec(frames=3, height=24, width=40, sampling="sliding", frame_step=4, clip_stride=30)],
+    [
+        ClipSpec(frames=8, height=32, width=32),
+        ClipSpec(frames=3, height=24, width=40, sampling="sliding", frame_step=4, clip_stride=30),
+    ],
     ids=["uniform", "sliding"],
 )
-def test_keyframe_runs_give_the_same_arrays_as_a_full_pass(long_mpeg4: dict[str, Path], source: str, spec: ClipSpec) -> None:
+def test_keyframe_runs_give_the_same_arrays_as_a_full_pass(
+    long_mpeg4: dict[str, Path], source: str, spec: ClipSpec
+) -> None:
     path = long_mpeg4[source]
     scan = scan_mpeg4_packets(path)
     assert scan.exact and scan.count == 120
@@ -143,12 +161,16 @@ def test_truncated_avi_uses_the_frames_that_really_decode(video_dir: Path) -> No
 
 def test_raw_stream_without_a_frame_count(codec_videos: dict[str, Path], video_dir: Path) -> None:
     path = video_dir / "raw.m1v"
-    ffmpeg("-i", str(codec_videos["h264-long-gop-mp4"]), "-c:v", "mpeg1video", "-q:v", "2", "-f", "mpeg1video", str(path))
+    ffmpeg(
+        "-i", str(codec_videos["h264-long-gop-mp4"]), "-c:v", "mpeg1video", "-q:v", "2", "-f", "mpeg1video", str(path)
+    )
     assert_exact(decode_clips(path, ClipSpec(frames=6, height=32, width=32)), FRAMES)
 
 
 @pytest.mark.parametrize("estimate", [None, FRAMES - 9, FRAMES - 1, FRAMES + 1, 3 * FRAMES])
-def test_wrong_frame_count_estimates_still_give_exact_clips(codec_videos: dict[str, Path], estimate: int | None) -> None:
+def test_wrong_frame_count_estimates_still_give_exact_clips(
+    codec_videos: dict[str, Path], estimate: int | None
+) -> None:
     spec = ClipSpec(frames=5, height=32, width=32)
     decoded = _decode_sequential(codec_videos["h264-long-gop-mp4"], spec, estimate)
     assert decoded.frame_indices.tolist() == [uniform_indices(FRAMES, 5).tolist()]
@@ -180,7 +202,17 @@ def bad_files(video_dir: Path, codec_videos: dict[str, Path]) -> dict[str, Path]
     mp4 = codec_videos["h264-long-gop-mp4"].read_bytes()
     (bad / "truncated.mp4").write_bytes(mp4[: len(mp4) // 3])  # the index (moov) sits at the end
     ffmpeg("-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", str(bad / "audio-only.mp4"))
-    ffmpeg("-f", "lavfi", "-i", "color=size=64x48:duration=1", "-frames:v", "0", "-c:v", "mjpeg", str(bad / "zero-frames.avi"))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "color=size=64x48:duration=1",
+        "-frames:v",
+        "0",
+        "-c:v",
+        "mjpeg",
+        str(bad / "zero-frames.avi"),
+    )
     return {path.stem: path for path in bad.iterdir()} | {"missing": bad / "missing.mp4"}
 
 

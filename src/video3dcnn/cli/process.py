@@ -34,8 +34,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "shards, classes.txt, preview.png and manifest-<host>.json to --output."
         ),
     )
-    parser.add_argument("--input", type=Path, default=None, help="video directory (default in a job: /opt/ml/processing/input_data)")
-    parser.add_argument("--output", type=Path, default=None, help="output directory (default in a job: /opt/ml/processing/processed_data)")
+    parser.add_argument(
+        "--input", type=Path, default=None, help="video directory (default in a job: /opt/ml/processing/input_data)"
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="output directory (default in a job: /opt/ml/processing/processed_data)",
+    )
     add_dataclass_arguments(parser, ProcessOptions)
     parser.set_defaults(run=run, failure_paths=failure_paths)
 
