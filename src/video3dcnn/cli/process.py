@@ -26,6 +26,7 @@ SHARDED_BY_KEY = "ShardedByS3Key"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``process`` with ``--input``, ``--output`` and one flag per ``ProcessOptions`` field."""
     parser = subparsers.add_parser(
         "process",
         help="decode labelled videos into uint8 clip shards for training",
@@ -92,6 +93,7 @@ def resolve_instances(options: ProcessOptions, env: ProcessingEnv) -> ProcessOpt
 
 
 def run(args: argparse.Namespace) -> int:
+    """Resolve the options (defaults, then flags), fit them to the job's instances and process."""
     from video3dcnn.processing import process
 
     env = processing_env()
