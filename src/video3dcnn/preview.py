@@ -2,7 +2,8 @@
 
 Each row starts with the class name, then shows the frames of a few clips left to right, in clip order, at their
 processed size enlarged by pixel repetition (no smoothing), so a colour mix-up (RGB/BGR), a scrambled frame order or a
-wrong size is visible at a glance. Written with cv2 only, atomically.
+wrong size is visible at a glance. Clips taller than ``DISPLAY_HEIGHT`` are shown reduced (``thumbnail``) so that a
+101-class preview stays a few megabytes. Written with cv2 only, atomically.
 """
 
 from __future__ import annotations
@@ -18,11 +19,24 @@ from video3dcnn.shards import atomic_path
 LABEL_WIDTH = 160
 GAP = 4
 BACKGROUND = 255
+DISPLAY_HEIGHT = 64
+
+
+def thumbnail(clip: np.ndarray) -> np.ndarray:
+    """``clip`` itself when at most ``DISPLAY_HEIGHT`` pixels high, else its frames reduced to that height."""
+    height, width = clip.shape[1:3]
+    if height <= DISPLAY_HEIGHT:
+        return clip
+    size = (max(1, round(width * DISPLAY_HEIGHT / height)), DISPLAY_HEIGHT)
+    frames = [
+        cv2.resize(frame, size, interpolation=cv2.INTER_AREA).reshape(DISPLAY_HEIGHT, size[0], -1) for frame in clip
+    ]
+    return np.stack(frames)
 
 
 def _scale_for(height: int) -> int:
-    """Enlarge small clips to about 64 pixels high, never shrink."""
-    return max(1, 64 // max(height, 1))
+    """Enlarge small clips to about ``DISPLAY_HEIGHT`` pixels high by an integer factor."""
+    return max(1, DISPLAY_HEIGHT // max(height, 1))
 
 
 def _clip_strip(clip: np.ndarray, scale: int) -> np.ndarray:
@@ -54,6 +68,7 @@ def render_preview(
         clips_by_class: a few clips ``[T, H, W, C]`` (uint8, RGB or gray) per class name.
         per_row: clips shown per class.
     """
+    clips_by_class = {name: [thumbnail(clip) for clip in clips] for name, clips in clips_by_class.items()}
     sample = next(clip for clips in clips_by_class.values() for clip in clips)
     scale = _scale_for(sample.shape[1])
     rows = [_row(name, list(clips_by_class.get(name, [])), sample.shape, per_row, scale) for name in classes]

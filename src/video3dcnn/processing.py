@@ -44,7 +44,7 @@ from video3dcnn.discovery import (
     read_class_list,
 )
 from video3dcnn.errors import DataError, ToolkitError, VideoDecodeError
-from video3dcnn.preview import write_preview
+from video3dcnn.preview import thumbnail, write_preview
 from video3dcnn.process_options import ProcessOptions
 from video3dcnn.progress import Progress
 from video3dcnn.shards import (
@@ -62,7 +62,7 @@ from video3dcnn.video import DecodedVideo, decode_clips
 logger = logging.getLogger(__name__)
 
 SHARD_TARGET_BYTES = 64 * 2**20  # default shard size: about 64 MiB of uncompressed clips
-PREVIEW_CLIPS = 3
+PREVIEW_CLIPS = 2
 WINDOW_PER_WORKER = 4  # results buffered per worker while waiting for an earlier, slower video
 
 
@@ -219,7 +219,7 @@ class _Tally:
         self.groups[split].add(video.group)
         self.methods[decoded.method] += 1
         if len(self.preview[video.label]) < PREVIEW_CLIPS:
-            self.preview[video.label].append(decoded.clips[0])
+            self.preview[video.label].append(thumbnail(decoded.clips[0]))
 
     @property
     def bad(self) -> list[SkippedFile]:

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from video3dcnn.preview import LABEL_WIDTH, render_preview, write_preview
+from video3dcnn.preview import DISPLAY_HEIGHT, LABEL_WIDTH, render_preview, thumbnail, write_preview
 from video3dcnn.progress import Progress
 
 
@@ -39,6 +39,14 @@ def test_frames_appear_left_to_right_in_clip_order() -> None:
     image = render_preview(["a"], {"a": [clip]})
     scale = 64 // 4
     assert [int(image[2, LABEL_WIDTH + t * 4 * scale + 1, 0]) for t in range(3)] == [10, 20, 30]
+
+
+def test_large_clips_are_shown_reduced_small_ones_untouched() -> None:
+    small = solid_clip((1, 2, 3), frames=2, size=32)
+    assert thumbnail(small) is small
+    large = np.zeros((2, 128, 96, 1), np.uint8)
+    assert thumbnail(large).shape == (2, DISPLAY_HEIGHT, 48, 1)
+    assert render_preview(["a"], {"a": [large]}).shape[0] == DISPLAY_HEIGHT
 
 
 def test_nothing_to_show_writes_nothing(tmp_path: Path) -> None:
