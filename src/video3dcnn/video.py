@@ -103,6 +103,8 @@ def decode_clips(path: Path, spec: ClipSpec) -> DecodedVideo:
     _check_file(path)
     with open_capture(path) as capture:
         fourcc, header_count = stream_info(capture)
+        if spec.sampling == "head":  # the first frames need no frame count
+            return _decode_sequential(path, spec, None, capture)
         estimate = header_count if path.suffix.lower() in HEADER_COUNT_SUFFIXES and header_count > 0 else None
         if fourcc in MPEG4_PART2_FOURCCS:
             scan = scan_mpeg4_packets(path)
