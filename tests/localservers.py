@@ -15,6 +15,7 @@ import socket
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +105,19 @@ def moto_server() -> Iterator[MotoServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def moto_module() -> Iterator[MotoServer]:
+    """One moto server for a test module (import this fixture together with ``moto``)."""
+    with moto_server() as server:
+        yield server
+
+
+@pytest.fixture
+def moto(moto_module: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> MotoServer:
+    """The module's moto server, emptied, with this process's AWS clients pointed at it (region us-east-1)."""
+    monkeypatch.chdir(tmp_path)  # the recorder's file
+    moto_module.set_env(monkeypatch)
+    moto_module.reset()
+    return moto_module

@@ -15,7 +15,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from localservers import ACCOUNT, LOCALHOST, MotoServer, moto_server
+from localservers import ACCOUNT, LOCALHOST, REGION, MotoServer, moto, moto_module  # noqa: F401 - fixtures
 
 from video3dcnn.cli import main as video3dcnn
 
@@ -23,21 +23,14 @@ pytestmark = pytest.mark.container
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole"  # never assumed in local mode
 BUCKET = "video3dcnn-sdk-test"
-REGION = "us-east-1"
 CLIP_ARGS = ["--frames", "8", "--size", "32x32"]
 CLASSES = ["MoveDown", "MoveLeft", "MoveRight", "MoveUp"]
 TELEMETRY_OPT_OUT = "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
 
 
-@pytest.fixture(scope="module")
-def moto_module():
-    with moto_server() as server:
-        yield server
-
-
 @pytest.fixture
-def sdk_env(moto_module: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> MotoServer:
-    """Dummy credentials, telemetry off, AWS endpoints on moto, no way out to the internet."""
+def sdk_env(moto: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> MotoServer:
+    """moto for every AWS endpoint, dummy credentials, telemetry off, no way out to the internet."""
     sagemaker_config = tmp_path / "sagemaker-config.yaml"
     sagemaker_config.write_text(TELEMETRY_OPT_OUT, encoding="utf-8")
     monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", str(sagemaker_config))
@@ -45,10 +38,7 @@ def sdk_env(moto_module: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.setenv("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
     monkeypatch.setenv("HTTPS_PROXY", f"http://{LOCALHOST}:9")
     monkeypatch.setenv("NO_PROXY", f"{LOCALHOST},localhost")
-    monkeypatch.chdir(tmp_path)  # moto's recorder file
-    moto_module.set_env(monkeypatch, region=REGION)
-    moto_module.reset()
-    return moto_module
+    return moto
 
 
 def _session(moto: MotoServer, container_root: Path) -> tuple:

@@ -19,7 +19,7 @@ import pytest
 pytest.importorskip("moto.server")
 
 import boto3  # noqa: E402
-from localservers import ACCOUNT, MotoServer, moto_server  # noqa: E402
+from localservers import ACCOUNT, MotoServer, moto, moto_module  # noqa: E402,F401 - fixtures
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "build_and_push.sh"
@@ -37,18 +37,11 @@ print("stub docker chatter on stdout")
 """
 
 
-@pytest.fixture(scope="module")
-def moto_module():
-    with moto_server() as server:
-        yield server
-
-
 @pytest.fixture
-def moto(moto_module: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> MotoServer:
-    monkeypatch.chdir(tmp_path)  # the recorder's file
-    moto_module.set_env(monkeypatch, region=None)
-    moto_module.reset()
-    return moto_module
+def aws(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+    """moto without a default region: each test says where the region comes from."""
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    return moto
 
 
 @pytest.fixture
@@ -87,7 +80,7 @@ def _git_tag() -> str:
 
 
 @pytest.mark.slow
-def test_pushes_both_images_to_new_repositories_and_prints_only_their_uris(moto: MotoServer, docker_log: Path) -> None:
+def test_pushes_both_images_to_new_repositories_and_prints_only_their_uris(aws: MotoServer, docker_log: Path) -> None:
     result = _run("--region", "eu-west-1")
     tag = _git_tag()
     registry = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com"
@@ -116,10 +109,10 @@ def test_pushes_both_images_to_new_repositories_and_prints_only_their_uris(moto:
             ["push", f"{registry}/{name}:latest"],
         ]
     assert rest == []
-    assert moto.signed_regions() == {"eu-west-1"}  # one region source for every aws call
+    assert aws.signed_regions() == {"eu-west-1"}  # one region source for every aws call
 
 
-def test_the_login_token_reaches_docker_login_only(moto: MotoServer, docker_log: Path) -> None:
+def test_the_login_token_reaches_docker_login_only(aws: MotoServer, docker_log: Path) -> None:
     result = _run("processing", "--region", "us-east-1", "--processing-image", "prebuilt:1")
     [login] = [c for c in _docker_calls(docker_log) if c["argv"][0] == "login"]
     token = login["stdin"].strip()
@@ -128,11 +121,11 @@ def test_the_login_token_reaches_docker_login_only(moto: MotoServer, docker_log:
 
 
 @pytest.mark.slow
-def test_a_second_run_reuses_the_repositories(moto: MotoServer, docker_log: Path) -> None:
+def test_a_second_run_reuses_the_repositories(aws: MotoServer, docker_log: Path) -> None:
     _run("processing", "--region", "us-east-1", "--processing-image", "prebuilt:1")
     created = boto3.client("ecr", region_name="us-east-1").describe_repositories()["repositories"][0]["createdAt"]
     second = _run("processing", "--region", "us-east-1", "--processing-image", "prebuilt:1")
-    assert moto.requests("CreateRepository") == [{
+    assert aws.requests("CreateRepository") == [{
         "repositoryName": REPOSITORIES[0], "imageScanningConfiguration": {"scanOnPush": True}
     }]  # fmt: skip
     assert "repository sagemaker-video3dcnn-processing exists" in second.stderr
@@ -142,12 +135,12 @@ def test_a_second_run_reuses_the_repositories(moto: MotoServer, docker_log: Path
 
 
 @pytest.mark.parametrize("region", ["cn-north-1", "cn-northwest-1"])
-def test_china_regions_use_the_amazonaws_com_cn_domain(moto: MotoServer, docker_log: Path, region: str) -> None:
+def test_china_regions_use_the_amazonaws_com_cn_domain(aws: MotoServer, docker_log: Path, region: str) -> None:
     result = _run("training", "--region", region, "--tag", "v1", "--no-latest", "--training-image", "prebuilt:1")
     registry = f"{ACCOUNT}.dkr.ecr.{region}.amazonaws.com.cn"
     assert result.stdout.splitlines() == [f"{registry}/sagemaker-video3dcnn-training:v1"]
     assert _docker_calls(docker_log)[0]["argv"][-1] == registry
-    assert moto.signed_regions() == {region}
+    assert aws.signed_regions() == {region}
 
 
 def _write_aws_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, region: str) -> None:
@@ -166,7 +159,7 @@ def _write_aws_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, region: s
     ],
 )
 def test_region_precedence_flag_then_variables_then_config(
-    moto: MotoServer, docker_log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    aws: MotoServer, docker_log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     flag: str | None, aws_region: str | None, aws_default_region: str | None, expected: str,
 ) -> None:  # fmt: skip
     _write_aws_config(tmp_path, monkeypatch, "sa-east-1")
@@ -179,7 +172,7 @@ def test_region_precedence_flag_then_variables_then_config(
     assert all(f".dkr.ecr.{expected}.amazonaws.com/" in uri for uri in result.stdout.splitlines())
 
 
-def test_dry_run_prints_every_command_and_runs_none(moto: MotoServer, docker_log: Path) -> None:
+def test_dry_run_prints_every_command_and_runs_none(aws: MotoServer, docker_log: Path) -> None:
     result = _run("--dry-run", "--region", "us-east-1", "--tag", "t1")
     printed = [line[2:] for line in result.stderr.splitlines() if line.startswith("+ ")]
     registry = "ACCOUNT_ID.dkr.ecr.us-east-1.amazonaws.com"
@@ -199,10 +192,10 @@ def test_dry_run_prints_every_command_and_runs_none(moto: MotoServer, docker_log
         ]  # fmt: skip
     assert "--password-stdin" in printed[5] and "| docker login" in printed[5]
     assert _docker_calls(docker_log) == []
-    assert moto.signed_regions() == set()
+    assert aws.signed_regions() == set()
 
 
-def test_registry_mode_makes_no_aws_call_and_needs_no_region(moto: MotoServer, docker_log: Path) -> None:
+def test_registry_mode_makes_no_aws_call_and_needs_no_region(aws: MotoServer, docker_log: Path) -> None:
     result = _run(
         "--registry", "127.0.0.1:5999", "--tag", "t2", "--no-latest",
         "--repository-prefix", "team/sagemaker-v3d", "--processing-image", "p:1", "--training-image", "t:1",
@@ -217,7 +210,7 @@ def test_registry_mode_makes_no_aws_call_and_needs_no_region(moto: MotoServer, d
         ["tag", "t:1", "127.0.0.1:5999/team/sagemaker-v3d-training:t2"],
         ["push", "127.0.0.1:5999/team/sagemaker-v3d-training:t2"],
     ]
-    assert moto.signed_regions() == set()
+    assert aws.signed_regions() == set()
 
 
 @pytest.mark.parametrize(
@@ -230,18 +223,18 @@ def test_registry_mode_makes_no_aws_call_and_needs_no_region(moto: MotoServer, d
         ([], "no AWS region: pass --region or set AWS_REGION"),
     ],
 )
-def test_mistakes_stop_before_any_call(moto: MotoServer, docker_log: Path, args: list[str], message: str) -> None:
+def test_mistakes_stop_before_any_call(aws: MotoServer, docker_log: Path, args: list[str], message: str) -> None:
     result = _run(*args, check=False)
     assert result.returncode != 0 and message in result.stderr and result.stdout == ""
-    assert _docker_calls(docker_log) == [] and moto.signed_regions() == set()
+    assert _docker_calls(docker_log) == [] and aws.signed_regions() == set()
 
 
-def test_a_prefix_without_sagemaker_is_warned_about(moto: MotoServer, docker_log: Path) -> None:
+def test_a_prefix_without_sagemaker_is_warned_about(aws: MotoServer, docker_log: Path) -> None:
     result = _run("--dry-run", "--region", "us-east-1", "--repository-prefix", "video3dcnn")
     assert "does not contain 'sagemaker'" in result.stderr
 
 
-def test_missing_credentials_fail_with_a_hint(moto: MotoServer, docker_log: Path, monkeypatch) -> None:
+def test_missing_credentials_fail_with_a_hint(aws: MotoServer, docker_log: Path, monkeypatch) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     result = _run("--region", "us-east-1", check=False)

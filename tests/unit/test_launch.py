@@ -18,7 +18,7 @@ pytest.importorskip("boto3")
 pytest.importorskip("moto.server")
 
 import boto3  # noqa: E402
-from localservers import REGION, MotoServer, moto_server  # noqa: E402
+from localservers import MotoServer, moto, moto_module  # noqa: E402,F401 - fixtures
 
 from video3dcnn import launch  # noqa: E402
 from video3dcnn.cli import main  # noqa: E402
@@ -29,19 +29,11 @@ TRAINING_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sagemaker-video3d
 BUCKET = "video3dcnn-test"
 
 
-@pytest.fixture(scope="module")
-def moto_module():
-    with moto_server() as server:
-        yield server
-
-
 @pytest.fixture
-def moto(moto_module: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> MotoServer:
-    monkeypatch.chdir(tmp_path)  # the recorder's file
-    moto_module.set_env(monkeypatch)
-    moto_module.reset()
+def aws(moto: MotoServer) -> MotoServer:
+    """moto with the test bucket."""
     boto3.client("s3").create_bucket(Bucket=BUCKET)
-    return moto_module
+    return moto
 
 
 def _put_videos(*keys: str) -> None:
@@ -50,20 +42,15 @@ def _put_videos(*keys: str) -> None:
         s3.put_object(Bucket=BUCKET, Key=key, Body=b"not really a video")
 
 
-def _processing_argv(*extra: str) -> list[str]:
-    return [
-        "launch", "processing",
-        "--input", f"s3://{BUCKET}/videos", "--output", f"s3://{BUCKET}/processed",
-        "--image", PROCESSING_IMAGE, "--role", ROLE, *extra,
-    ]  # fmt: skip
+ARGV = {
+    "processing": ["--input", f"s3://{BUCKET}/videos", "--output", f"s3://{BUCKET}/processed"],
+    "training": ["--training", f"s3://{BUCKET}/processed", "--output", f"s3://{BUCKET}/models"],
+}
+IMAGES = {"processing": PROCESSING_IMAGE, "training": TRAINING_IMAGE}
 
 
-def _training_argv(*extra: str) -> list[str]:
-    return [
-        "launch", "training",
-        "--training", f"s3://{BUCKET}/processed", "--output", f"s3://{BUCKET}/models",
-        "--image", TRAINING_IMAGE, "--role", ROLE, *extra,
-    ]  # fmt: skip
+def _argv(kind: str, *extra: str) -> list[str]:
+    return ["launch", kind, *ARGV[kind], "--image", IMAGES[kind], "--role", ROLE, *extra]
 
 
 def _describe(kind: str, name: str) -> dict:
@@ -73,8 +60,9 @@ def _describe(kind: str, name: str) -> dict:
     return client.describe_training_job(TrainingJobName=name)
 
 
-def test_processing_request_field_by_field(moto: MotoServer, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = _processing_argv(
+def test_processing_request_field_by_field(aws: MotoServer, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = _argv(
+        "processing",
         "--job-name", "proc-1", "--instance-type", "ml.c5.2xlarge", "--volume-size", "50",
         "--max-runtime", "3600", "--env", "VIDEO3DCNN_LOG_LEVEL=DEBUG", "--", "--frames", "8", "--size", "32x32",
     )  # fmt: skip
@@ -109,23 +97,23 @@ def test_processing_request_field_by_field(moto: MotoServer, capsys: pytest.Capt
         ]
     }
     assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600}
-    [sent] = moto.requests("CreateProcessingJob")
+    [sent] = aws.requests("CreateProcessingJob")
     assert sent["ProcessingResources"] == {
         "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.c5.2xlarge", "VolumeSizeInGB": 50}
     }
     assert sent["Environment"] == {"VIDEO3DCNN_LOG_LEVEL": "DEBUG"}
 
 
-def test_processing_without_arguments_sends_none(moto: MotoServer) -> None:
-    assert main(_processing_argv("--job-name", "proc-2")) == 0
-    [sent] = moto.requests("CreateProcessingJob")
+def test_processing_without_arguments_sends_none(aws: MotoServer) -> None:
+    assert main(_argv("processing", "--job-name", "proc-2")) == 0
+    [sent] = aws.requests("CreateProcessingJob")
     assert sent["AppSpecification"] == {"ImageUri": PROCESSING_IMAGE}  # the API refuses an empty list
     assert "Environment" not in sent
 
 
-def test_several_instances_shard_videos_and_share_one_class_list(moto: MotoServer) -> None:
+def test_several_instances_shard_videos_and_share_one_class_list(aws: MotoServer) -> None:
     _put_videos("videos/Up/a.mp4", "videos/Down/b.mp4", "videos/Left/sub/c.mp4", "videos/readme.txt")
-    assert main(_processing_argv("--job-name", "proc-3", "--instance-count", "3", "--", "--frames", "8")) == 0
+    assert main(_argv("processing", "--job-name", "proc-3", "--instance-count", "3", "--", "--frames", "8")) == 0
     job = _describe("processing", "proc-3")
     classes_key = "video3dcnn-launch/proc-3/classes.txt"
     assert [i["S3Input"]["S3DataDistributionType"] for i in job["ProcessingInputs"]] == [
@@ -147,13 +135,13 @@ def test_several_instances_shard_videos_and_share_one_class_list(moto: MotoServe
     ]  # fmt: skip
     body = boto3.client("s3").get_object(Bucket=BUCKET, Key=classes_key)["Body"].read()
     assert body == b"Down\nLeft\nUp\n"
-    assert moto.requests("CreateProcessingJob")[0]["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 3
+    assert aws.requests("CreateProcessingJob")[0]["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 3
 
 
-def test_a_local_class_list_is_uploaded_as_given(moto: MotoServer, tmp_path: Path) -> None:
+def test_a_local_class_list_is_uploaded_as_given(aws: MotoServer, tmp_path: Path) -> None:
     classes = tmp_path / "my-classes.txt"
     classes.write_text("# label order\nWalk\nRun\n", encoding="utf-8")
-    assert main(_processing_argv("--job-name", "proc-4", "--classes", str(classes))) == 0
+    assert main(_argv("processing", "--job-name", "proc-4", "--classes", str(classes))) == 0
     body = boto3.client("s3").get_object(Bucket=BUCKET, Key="video3dcnn-launch/proc-4/classes.txt")["Body"].read()
     assert body == b"Walk\nRun\n"
     assert _describe("processing", "proc-4")["AppSpecification"]["ContainerArguments"][-2:] == [
@@ -165,49 +153,50 @@ def test_a_local_class_list_is_uploaded_as_given(moto: MotoServer, tmp_path: Pat
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (_processing_argv("--", "--classes", "x.txt"), "give --classes FILE to launch"),
-        (_processing_argv("--", "--output=/x"), "give --input and --output to launch"),
-        (_processing_argv("--", "--frames", "8", "--colour"), "unknown process option(s) --colour"),
-        (_processing_argv("--", "--frames", "eight"), "invalid value 'eight' for 'frames'"),
-        (_processing_argv("--", "--frames"), "process option argument --frames: expected one argument"),
-        (_processing_argv("--instance-count", "2"), "no class folders under s3://video3dcnn-test/videos"),
-        (_processing_argv("--role", "SageMakerRole"), "invalid role ARN 'SageMakerRole'"),
-        (_processing_argv("--job-name", "bad_name"), "invalid job name 'bad_name'"),
-        (_training_argv("--spot", "--max-runtime", "600", "--max-wait", "600"), "must be greater than the max runtime"),
-        (_training_argv("--max-wait", "9000"), "--max-wait only applies to managed spot training"),
-        (_training_argv("--hp", "epochs"), "invalid --hyperparameter 'epochs': use KEY=VALUE"),
-        (_training_argv("--hp", "epoks=3"), "unknown hyperparameter 'epoks'; valid names are:"),
-        (_training_argv("--hp", "epochs=three"), "invalid value 'three' for 'epochs'"),
-        (_training_argv("--hp", "optimizer=adamw"), "choose one of adam, rmsprop, sgd"),
-        (_training_argv("--poll-interval", "0"), "--poll-interval must be between"),
+        (_argv("processing", "--", "--classes", "x.txt"), "give --classes FILE to launch"),
+        (_argv("processing", "--", "--output=/x"), "give --input and --output to launch"),
+        (_argv("processing", "--", "--frames", "8", "--colour"), "unknown process option(s) --colour"),
+        (_argv("processing", "--", "--frames", "eight"), "invalid value 'eight' for 'frames'"),
+        (_argv("processing", "--", "--frames"), "process option argument --frames: expected one argument"),
+        (_argv("processing", "--instance-count", "2"), "no class folders under s3://video3dcnn-test/videos"),
+        (_argv("processing", "--role", "SageMakerRole"), "invalid role ARN 'SageMakerRole'"),
+        (_argv("processing", "--job-name", "bad_name"), "invalid job name 'bad_name'"),
+        (_argv("training", "--spot", "--max-runtime", "60", "--max-wait", "60"), "must be greater than the max"),
+        (_argv("training", "--max-wait", "9000"), "--max-wait only applies to managed spot training"),
+        (_argv("training", "--hp", "epochs"), "invalid --hyperparameter 'epochs': use KEY=VALUE"),
+        (_argv("training", "--hp", "epoks=3"), "unknown hyperparameter 'epoks'; valid names are:"),
+        (_argv("training", "--hp", "epochs=three"), "invalid value 'three' for 'epochs'"),
+        (_argv("training", "--hp", "optimizer=adamw"), "choose one of adam, rmsprop, sgd"),
+        (_argv("training", "--poll-interval", "0"), "--poll-interval must be between"),
     ],
 )
 def test_user_mistakes_are_one_line_and_submit_nothing(
-    moto: MotoServer, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+    aws: MotoServer, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
-    assert moto.requests("CreateProcessingJob") == moto.requests("CreateTrainingJob") == []
+    assert aws.requests("CreateProcessingJob") == aws.requests("CreateTrainingJob") == []
 
 
-def test_aws_refusal_is_one_line(moto: MotoServer, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = _processing_argv("--instance-count", "2")
+def test_aws_refusal_is_one_line(aws: MotoServer, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = _argv("processing", "--instance-count", "2")
     argv[argv.index("--input") + 1] = "s3://no-such-bucket-here/videos"
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "listing s3://no-such-bucket-here/videos failed: NoSuchBucket" in err and "Traceback" not in err
 
 
-def test_missing_region_is_a_user_error(moto: MotoServer, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_missing_region_is_a_user_error(aws: MotoServer, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.delenv("AWS_DEFAULT_REGION")
-    assert main(_processing_argv()) == 2
+    assert main(_argv("processing")) == 2
     assert "region" in capsys.readouterr().err
 
 
-def test_training_request_field_by_field(moto: MotoServer, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = _training_argv(
+def test_training_request_field_by_field(aws: MotoServer, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = _argv(
+        "training",
         "--job-name", "train-1", "--validation", f"s3://{BUCKET}/val",
         "--hp", "epochs=3", "--hp", "augment=True", "--hp", "optimizer=adam", "--hp", "learning_rate=1e-3",
         "--checkpoint-s3-uri", f"s3://{BUCKET}/checkpoints", "--spot", "--max-runtime", "7200", "--max-wait", "10800",
@@ -233,7 +222,7 @@ def test_training_request_field_by_field(moto: MotoServer, capsys: pytest.Captur
     assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200, "MaxWaitTimeInSeconds": 10800}
     assert job["EnableManagedSpotTraining"] is True
     assert job["CheckpointConfig"] == {"S3Uri": f"s3://{BUCKET}/checkpoints", "LocalPath": "/opt/ml/checkpoints"}
-    [sent] = moto.requests("CreateTrainingJob")
+    [sent] = aws.requests("CreateTrainingJob")
     assert sent["AlgorithmSpecification"] == {
         "TrainingImage": TRAINING_IMAGE,
         "TrainingInputMode": "File",
@@ -242,8 +231,8 @@ def test_training_request_field_by_field(moto: MotoServer, capsys: pytest.Captur
     assert sent["Environment"] == {"A": "1"}
 
 
-def test_on_demand_training_has_no_spot_or_checkpoint(moto: MotoServer) -> None:
-    assert main(_training_argv("--job-name", "train-2")) == 0
+def test_on_demand_training_has_no_spot_or_checkpoint(aws: MotoServer) -> None:
+    assert main(_argv("training", "--job-name", "train-2")) == 0
     job = _describe("training", "train-2")
     assert job["EnableManagedSpotTraining"] is False
     assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 86400}
@@ -251,8 +240,8 @@ def test_on_demand_training_has_no_spot_or_checkpoint(moto: MotoServer) -> None:
     assert [c["ChannelName"] for c in job["InputDataConfig"]] == ["training"]
 
 
-def test_spot_max_wait_defaults_to_twice_the_runtime(moto: MotoServer) -> None:
-    assert main(_training_argv("--job-name", "train-3", "--spot", "--max-runtime", "1000")) == 0
+def test_spot_max_wait_defaults_to_twice_the_runtime(aws: MotoServer) -> None:
+    assert main(_argv("training", "--job-name", "train-3", "--spot", "--max-runtime", "1000")) == 0
     assert _describe("training", "train-3")["StoppingCondition"] == {
         "MaxRuntimeInSeconds": 1000,
         "MaxWaitTimeInSeconds": 2000,
@@ -260,9 +249,8 @@ def test_spot_max_wait_defaults_to_twice_the_runtime(moto: MotoServer) -> None:
 
 
 @pytest.mark.parametrize("kind", ["processing", "training"])
-def test_wait_reports_completion(moto: MotoServer, capsys: pytest.CaptureFixture[str], kind: str) -> None:
-    argv = _processing_argv if kind == "processing" else _training_argv
-    assert main(argv("--job-name", "waited", "--wait", "--poll-interval", "0.05")) == 0
+def test_wait_reports_completion(aws: MotoServer, capsys: pytest.CaptureFixture[str], kind: str) -> None:
+    assert main(_argv(kind, "--job-name", "waited", "--wait", "--poll-interval", "0.05")) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "waited"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ Completed", lines[1])
