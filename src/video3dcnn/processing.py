@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -295,6 +296,25 @@ def _decode_all(
             yield video, decoded, reason
 
 
+def _collect(
+    video: LabelledVideo,
+    decoded: DecodedVideo | None,
+    reason: str | None,
+    found: Discovery,
+    options: ProcessOptions,
+    writer: ShardWriter,
+    tally: _Tally,
+) -> None:
+    """Count one decoding result and queue its clips, or record why the video was skipped."""
+    if decoded is None:
+        logger.warning("skipped %s: %s", video.relpath, reason)
+        tally.skipped.append(SkippedFile(video.relpath, reason or "cannot be decoded", bad=True))
+        return
+    split = "validation" if is_validation(video.group, options.val_fraction) else "train"
+    tally.add(video, decoded, split)
+    writer.add(decoded, found.label_index(video.label), video.group, split == "validation", video.relpath)
+
+
 def _check_outcome(tally: _Tally, options: ProcessOptions) -> None:
     """Raise DataError when nothing decoded or too much of the input was bad."""
     bad, attempted = tally.bad, tally.attempted
@@ -340,14 +360,9 @@ def process(
     tally = _Tally(found.classes, skipped=skipped)
     started = time.monotonic()
     logger.info("decoding %d videos with %d workers into %s clips %s", len(videos), workers, spec.sampling, spec.shape)
-    for video, decoded, reason in _decode_all(videos, spec, workers):
-        if decoded is None:
-            logger.warning("skipped %s: %s", video.relpath, reason)
-            tally.skipped.append(SkippedFile(video.relpath, reason or "cannot be decoded", bad=True))
-            continue
-        split = "validation" if is_validation(video.group, options.val_fraction) else "train"
-        tally.add(video, decoded, split)
-        writer.add(decoded, found.label_index(video.label), video.group, split == "validation", video.relpath)
+    with contextlib.closing(_decode_all(videos, spec, workers)) as results:  # stops the workers on any error
+        for video, decoded, reason in results:
+            _collect(video, decoded, reason, found, options, writer, tally)
     writer.flush()
     _check_outcome(tally, options)
     return _finish(output_dir, host, hosts, options, found, writer, tally, time.monotonic() - started)
