@@ -218,3 +218,17 @@ def test_options_make_the_clip_spec() -> None:
         2,
     )
     assert ProcessOptions(extensions="AVI, .mkv").extension_list() == (".avi", ".mkv")
+
+
+def test_sliding_gray_clips_keep_their_video_label_group_and_indices(tmp_path: Path) -> None:
+    make_dataset(tmp_path / "in", groups=2, clips=1, frames=10)  # videos of 12 and 13 frames
+    process(tmp_path / "in", tmp_path / "out", options(sampling="sliding", gray=True, clip_stride=3), host="h")
+    arrays = shard_arrays(tmp_path / "out")
+    assert arrays["clips"].shape[1:] == (4, 24, 32, 1)
+    per_video = {path: (arrays["paths"] == path).sum() for path in set(arrays["paths"])}
+    assert sorted(per_video.values()) == [3] * 3 + [4] * 3  # windows 0,3,6(,9) of 4 frames
+    for clip, indices, path, label, group in zip(
+        *(arrays[k] for k in ("clips", "frame_indices", "paths", "labels", "groups"))
+    ):
+        assert decode_clip(clip) == indices.tolist() and indices[1] - indices[0] == 1
+        assert CLASSES[label] == path.split("/")[0] and group == f"{CLASSES[label]}_g{path.split('_g')[1][:2]}"
