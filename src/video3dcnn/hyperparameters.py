@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 ARCHITECTURES = ("bn", "seed")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
+LR_SCHEDULES = ("cosine", "constant")
 IGNORED_PREFIXES = ("sagemaker_",)
 
 # The seed notebook's hyperparameter names (kcct-fujimotolab/3DCNN, VerRan/sagemaker-byos-3dcnn), so its
@@ -53,6 +54,7 @@ class TrainConfig:
     batch_size: int = _hp(16, "clips per training step (global, over all hosts and GPUs)")
     learning_rate: float = _hp(1e-3, "initial learning rate of the optimizer")
     optimizer: str = _hp("adam", "adam, rmsprop or sgd (momentum 0.9)", choices=OPTIMIZERS)
+    lr_schedule: str = _hp("cosine", "cosine (decay to 1% over all epochs) or constant", choices=LR_SCHEDULES)
     arch: str = _hp("bn", "bn (Conv3D+BatchNorm blocks, global pooling) or seed (the original network)",
                     choices=ARCHITECTURES)
     dropout: float = _hp(0.5, "dropout rate before the classifier")
@@ -63,7 +65,9 @@ class TrainConfig:
     augment: bool = _hp(False, "random horizontal flips and brightness; off because a flip changes left/right motion")
     num_classes: int | None = _hp(None, "expected number of classes; training refuses data with another count")
     workers: int = _hp(2, "loader threads that prepare batches while the model trains")
-    shuffle_buffer: int = _hp(2048, "clips decoded and shuffled together (bounds the loader's memory)")
+    shuffle_buffer_mb: int = _hp(
+        1024, "MiB of decoded clips the loader holds (two windows of shards shuffled together); bounds its memory"
+    )
     data_dir: str | None = _hp(None, "processed shards (default: the 'training' channel)", metavar="DIR")
     validation_dir: str | None = _hp(None, "separate validation shards (default: the 'validation' channel, if any)",
                                      metavar="DIR")
@@ -75,7 +79,7 @@ class TrainConfig:
                                      metavar="DIR")
 
     def __post_init__(self) -> None:
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "shuffle_buffer": self.shuffle_buffer}
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "shuffle_buffer_mb": self.shuffle_buffer_mb}
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")

@@ -58,7 +58,7 @@ def build_model(
 def _conv_bn_block(x, filters: int, pool: tuple[int, int, int] | None, name: str):
     """Conv3D 3x3x3 (no bias) -> BatchNorm -> ReLU -> optional max-pool."""
     x = layers.Conv3D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
     x = layers.Activation("relu", name=f"{name}_relu")(x)
     if pool is not None:
         x = layers.MaxPooling3D(pool, padding="same", name=f"{name}_pool")(x)

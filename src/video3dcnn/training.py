@@ -75,24 +75,28 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def make_optimizer(config: TrainConfig):
-    """The Keras optimizer named by ``config.optimizer`` at ``config.learning_rate``."""
+def make_optimizer(config: TrainConfig, steps_per_epoch: int):
+    """The Keras optimizer named by ``config.optimizer``, its learning rate constant or cosine-decayed to 1%."""
     import keras
 
+    rate = config.learning_rate
+    if config.lr_schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=config.epochs * steps_per_epoch, alpha=0.01)
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(config.learning_rate, momentum=0.9)
+        return keras.optimizers.SGD(rate, momentum=0.9)
     if config.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(config.learning_rate)
-    return keras.optimizers.Adam(config.learning_rate)
+        return keras.optimizers.RMSprop(rate)
+    return keras.optimizers.Adam(rate)
 
 
-def compile_model(model, config: TrainConfig):
+def compile_model(model, config: TrainConfig, steps_per_epoch: int):
     """Compile for integer labels: sparse categorical cross-entropy, accuracy."""
-    model.compile(optimizer=make_optimizer(config), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    optimizer = make_optimizer(config, steps_per_epoch)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
-def _initial_model(config: TrainConfig, index: DatasetIndex, paths: TrainPaths, host: str):
+def _initial_model(config: TrainConfig, index: DatasetIndex, paths: TrainPaths, host: str, steps_per_epoch: int):
     """A resumed model and its history when a checkpoint exists, else a new compiled model."""
     from video3dcnn import checkpoints
     from video3dcnn.model import build_model
@@ -102,7 +106,7 @@ def _initial_model(config: TrainConfig, index: DatasetIndex, paths: TrainPaths, 
         logger.info("resuming from %s (%d epochs done)", found.path, found.epoch)
         return checkpoints.load(found), found.epoch, found.history()
     model = build_model(index.clip_spec.shape, len(index.classes), config.arch, config.dropout)
-    return compile_model(model, config), 0, {}
+    return compile_model(model, config, steps_per_epoch), 0, {}
 
 
 def _callbacks(config: TrainConfig, paths: TrainPaths, host: str, history: dict, num_clips: int, validating: bool):
@@ -155,15 +159,16 @@ def train(
 
     started = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
+    buffer_clips = window_clips(config.shuffle_buffer_mb, index.clip_spec.shape)
     train_loader, val_loader = split_loaders(
-        index, validation_index, config.batch_size, seed=config.seed, buffer_clips=config.shuffle_buffer,
+        index, validation_index, config.batch_size, seed=config.seed, buffer_clips=buffer_clips,
         augment=config.augment, workers=config.workers,
     )
     logger.info("%d training clips, %d validation clips, %d classes, clip shape %s",
                 train_loader.num_clips, val_loader.num_clips if val_loader else 0, len(index.classes),
                 index.clip_spec.shape)
     with scope or nullcontext():
-        model, initial_epoch, history = _initial_model(config, index, paths, host)
+        model, initial_epoch, history = _initial_model(config, index, paths, host, len(train_loader))
     train_loader.epoch = initial_epoch
     callbacks = _callbacks(config, paths, host, history, train_loader.num_clips, val_loader is not None)
     if initial_epoch < config.epochs:
@@ -182,6 +187,14 @@ def train(
     if is_chief:
         save_outputs(model, config, index, paths, result)
     return result
+
+
+def window_clips(buffer_mb: int, clip_shape: tuple[int, ...]) -> int:
+    """Clips per loader window so that the two windows the loader holds fit in ``buffer_mb`` MiB."""
+    clip_bytes = 1
+    for size in clip_shape:
+        clip_bytes *= size
+    return max(1, buffer_mb * 2**20 // 2 // clip_bytes)
 
 
 def _merge_history(previous: Mapping[str, list], fitted, initial_epoch: int) -> dict[str, list]:
