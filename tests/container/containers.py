@@ -1,0 +1,148 @@
+"""Helpers for the container smoke tests: fake /opt/ml trees and one-shot container runs through the docker SDK.
+
+A container runs like a SageMaker job without network access: ``network_mode="none"``, host name ``algo-1`` (the name
+in resourceconfig.json), which resolves through an /etc/hosts entry since there is no DNS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from video3dcnn import contract
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HOST = "algo-1"
+OPT_ML = Path("/opt/ml")
+PROCESSING_TIMEOUT_S = 120
+TRAINING_TIMEOUT_S = 300
+SYNTHETIC_CLASSES = ["MoveDown", "MoveLeft", "MoveRight", "MoveUp"]
+
+
+@dataclass(frozen=True)
+class ContainerRun:
+    """How a container ended: its exit code and its whole log (stdout and stderr)."""
+
+    exit_code: int
+    logs: str
+
+    def describe(self) -> str:
+        """The exit code and the last lines of the log, for assertion messages."""
+        tail = "\n".join(self.logs.splitlines()[-60:])
+        return f"exit code {self.exit_code}; log tail:\n{tail}"
+
+
+def run_container(
+    client,
+    image: str,
+    command: list[str] | None = None,
+    volumes: dict[Path, str] | None = None,
+    entrypoint: list[str] | None = None,
+    timeout_s: float = PROCESSING_TIMEOUT_S,
+) -> ContainerRun:
+    """Run ``image`` to completion without network, print its log, and remove it.
+
+    Args:
+        client: a ``docker.DockerClient``.
+        command: the container command (None: the image's CMD).
+        volumes: host path -> container path; a container path ending in ``:ro`` is mounted read-only.
+        entrypoint: replaces the image's ENTRYPOINT when given.
+        timeout_s: the container is killed, and the test fails, after this many seconds.
+    """
+    binds = {}
+    for host_path, target in (volumes or {}).items():
+        path, _, mode = target.partition(":")
+        binds[str(Path(host_path).resolve())] = {"bind": path, "mode": mode or "rw"}
+    container = client.containers.run(
+        image, command, entrypoint=entrypoint, volumes=binds, detach=True, network_mode="none",
+        hostname=HOST, extra_hosts={HOST: "127.0.0.1"},
+    )  # fmt: skip
+    try:
+        try:
+            exit_code = container.wait(timeout=timeout_s)["StatusCode"]
+        except Exception as exc:  # noqa: BLE001 - requests' timeout types vary; any failure to wait ends the test
+            container.kill()
+            raise AssertionError(f"{image} did not finish within {timeout_s} s ({exc}):\n{_logs(container)}") from None
+        run = ContainerRun(exit_code, _logs(container))
+        print(f"--- {image} {command or ''} exited {exit_code} ---\n{run.logs}")
+        return run
+    finally:
+        container.remove(force=True)
+
+
+def _logs(container) -> str:
+    return container.logs(stdout=True, stderr=True).decode("utf-8", errors="replace")
+
+
+def write_json(path: Path, data: dict) -> Path:
+    """Write ``data`` as JSON, creating the parent directories."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    return path
+
+
+def resource_config(host: str = HOST) -> dict:
+    """A single-instance resourceconfig.json."""
+    return {"current_host": host, "hosts": [host]}
+
+
+def processing_tree(root: Path, videos: Path) -> dict[Path, str]:
+    """Lay out a Processing job's /opt/ml under ``root`` (config, output dirs) and return the mounts.
+
+    The seed processingjobconfig.json of docker-compose is reused, so the tests read the same file users get.
+    """
+    config = root / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO_ROOT / "docker/local/processing/config" / contract.PROCESSING_JOB_CONFIG, config)
+    write_json(config / contract.RESOURCE_CONFIG, resource_config())
+    for name in ("processed", "output"):
+        (root / name).mkdir(exist_ok=True)
+    return {
+        videos: f"{OPT_ML / contract.PROCESSING_INPUT}:ro",
+        config: f"{OPT_ML / contract.PROCESSING_CONFIG_DIR}:ro",
+        root / "processed": str(OPT_ML / contract.PROCESSING_OUTPUT),
+        root / "output": str(OPT_ML / "output"),
+    }
+
+
+def training_tree(root: Path, data: Path, hyperparameters: dict[str, str]) -> dict[Path, str]:
+    """Lay out a Training job's /opt/ml under ``root`` and return the mounts.
+
+    ``hyperparameters`` are written as SageMaker stores them: every value a string (JSON-encoded).
+    """
+    config = root / "input/config"
+    write_json(config / contract.HYPERPARAMETERS_FILE, hyperparameters)
+    write_json(config / contract.INPUT_DATA_CONFIG, {contract.TRAINING_CHANNEL: {"TrainingInputMode": "File"}})
+    write_json(config / contract.RESOURCE_CONFIG, resource_config())
+    for name in ("model", "output", "checkpoints"):
+        (root / name).mkdir(exist_ok=True)
+    return {
+        config: str(OPT_ML / contract.INPUT_CONFIG_DIR),
+        data: f"{OPT_ML / contract.INPUT_DATA_DIR / contract.TRAINING_CHANNEL}:ro",
+        root / "model": str(OPT_ML / contract.MODEL_DIR),
+        root / "output": str(OPT_ML / "output"),
+        root / "checkpoints": str(OPT_ML / contract.CHECKPOINT_DIR),
+    }
+
+
+def compose_command() -> list[str]:
+    """``docker compose`` (v2) when the CLI has it, else ``docker-compose`` (v1.29)."""
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+        return [docker, "compose"]
+    legacy = shutil.which("docker-compose")
+    if legacy is None:
+        raise AssertionError("neither 'docker compose' nor 'docker-compose' is installed")
+    return [legacy]
+
+
+def give_back(client, image: str, path: Path) -> None:
+    """Hand files the root containers wrote under ``path`` back to this (non-root) user, so tmp dirs can be removed."""
+    if os.geteuid() == 0 or not path.exists():
+        return
+    owner = f"{os.getuid()}:{os.getgid()}"
+    run_container(client, image, ["-R", owner, "/work"], volumes={path: "/work"}, entrypoint=["chown"])

@@ -1,0 +1,68 @@
+"""The training image: what it contains, a training job on the processing container's output, and failing jobs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from containers import SYNTHETIC_CLASSES, TRAINING_TIMEOUT_S, run_container, training_tree
+
+pytestmark = pytest.mark.container
+
+MAX_SIZE_BYTES = 2 * 10**9
+
+
+def test_image_runs_the_toolkit_on_the_shim_only(docker_client, training_image: str) -> None:
+    image = docker_client.images.get(training_image)
+    config = image.attrs["Config"]
+    env = dict(item.split("=", 1) for item in config["Env"])
+    assert config["Cmd"] == ["train"] and not config["Entrypoint"]
+    assert env["SAGEMAKER_PROGRAM"] == "train.py" and env["PYTHONUNBUFFERED"] == "TRUE"
+    assert image.attrs["Size"] <= MAX_SIZE_BYTES, f"{image.attrs['Size'] / 1e6:.0f} MB"
+    labels = config["Labels"]
+    for key in ("source", "version", "revision"):
+        assert labels.get(f"org.opencontainers.image.{key}"), key
+    probe = (
+        "import os, shutil; "
+        "assert sorted(os.listdir('/opt/ml/code')) == ['train.py'], os.listdir('/opt/ml/code'); "
+        "assert 'sagemaker_training' in open(shutil.which('train')).read(), 'train is not the toolkit'; "
+        "assert shutil.which('gcc') is None, 'gcc'; "
+        "assert not os.path.exists('/wheels'), 'wheels'"
+    )
+    run = run_container(docker_client, training_image, ["python", "-c", probe])
+    assert run.exit_code == 0, run.describe()
+
+
+@pytest.mark.slow
+def test_training_job_writes_model_and_success(
+    docker_client, training_image: str, processed_data: Path, opt_ml: Path
+) -> None:
+    mounts = training_tree(opt_ml, processed_data, {"epochs": "1", "batch_size": "4", "optimizer": '"adam"'})
+    run = run_container(docker_client, training_image, None, mounts, timeout_s=TRAINING_TIMEOUT_S)
+    assert run.exit_code == 0, run.describe()
+    model_dir = opt_ml / "model"
+    assert (model_dir / "model.keras").stat().st_size > 0
+    assert (model_dir / "classes.txt").read_text(encoding="utf-8").split() == SYNTHETIC_CLASSES
+    assert json.loads((model_dir / "clip_spec.json").read_text(encoding="utf-8"))["frames"] == 8
+    assert (opt_ml / "output/success").exists() and not (opt_ml / "output/failure").exists()
+    assert (opt_ml / "output/data/metrics.json").is_file()
+    assert "epoch=1 " in run.logs  # the line SageMaker metric definitions parse
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("hyperparameters", "named"),
+    [({"epochs": "1", "learning_rat": "0.01"}, "learning_rat"), ({"epochs": '"many"'}, "epochs")],
+    ids=["unknown-name", "bad-value"],
+)
+def test_bad_hyperparameter_fails_the_job_naming_it(
+    docker_client, training_image: str, processed_data: Path, opt_ml: Path, hyperparameters: dict, named: str
+) -> None:
+    mounts = training_tree(opt_ml, processed_data, hyperparameters)
+    run = run_container(docker_client, training_image, None, mounts, timeout_s=TRAINING_TIMEOUT_S)
+    assert run.exit_code != 0, run.describe()
+    failure = (opt_ml / "output/failure").read_text(encoding="utf-8")
+    assert named in failure.splitlines()[0], failure
+    assert not (opt_ml / "output/success").exists()
+    assert not (opt_ml / "model/model.keras").exists()
