@@ -50,7 +50,7 @@ class TrainConfig:
     Directories are strings (``None``: use the SageMaker channel or the default); ``cli/train.py`` resolves them.
     """
 
-    epochs: int = _hp(40, "passes over the training clips")
+    epochs: int = _hp(20, "passes over the training clips")
     batch_size: int = _hp(16, "clips per training step (global, over all hosts and GPUs)")
     learning_rate: float = _hp(1e-3, "initial learning rate of the optimizer")
     optimizer: str = _hp("adam", "adam, rmsprop or sgd (momentum 0.9)", choices=OPTIMIZERS)
