@@ -11,8 +11,9 @@
 #   --registry HOST[:PORT]   push to this registry instead of ECR: no AWS call, no login (log in yourself)
 #   --processing-image IMG   push this local image instead of building the processing image (same for --training-image)
 #   --training-image IMG
-#   --offline                air-gapped build: base image local/bookworm-python:3.11 and wheelhouse/ only
-#                            (docker/build-base-image.sh and docker/fill-wheelhouse.sh prepare them)
+#   --offline                air-gapped build (docker/build-images.sh --offline): base image
+#                            local/bookworm-python:3.11 and wheelhouse/ only, as prepared by
+#                            docker/build-base-image.sh and docker/fill-wheelhouse.sh
 #   --dry-run                print every command without running it
 #   -h, --help               this text
 #
@@ -24,7 +25,6 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PLATFORM=linux/amd64
-OFFLINE_BASE_IMAGE=local/bookworm-python:3.11
 KINDS=(processing training)
 
 TARGET=all
@@ -132,13 +132,11 @@ ecr_login() {
     aws ecr get-login-password --region "$REGION" | docker login --username AWS --password-stdin "$registry" >&2
 }
 
+# Build one image through the images' own build script (labels, offline mode), for linux/amd64.
 build_image() {
-    local kind=$1 image=$2 args=()
-    if [ "$OFFLINE" = 1 ]; then args+=(--build-arg "BASE_IMAGE=$OFFLINE_BASE_IMAGE" --build-arg PIP_NO_INDEX=1); fi
-    local revision
-    revision=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
-    args+=(--build-arg "VERSION=$TAG" --build-arg "REVISION=$revision")
-    run docker build --platform "$PLATFORM" -f "$ROOT/Dockerfile.$kind" -t "$image" "${args[@]}" "$ROOT"
+    local kind=$1 image=$2 args=(--only "$1")
+    if [ "$OFFLINE" = 1 ]; then args+=(--offline); fi
+    run env "${kind^^}_IMAGE=$image" PLATFORM="$PLATFORM" bash "$ROOT/docker/build-images.sh" "${args[@]}"
 }
 
 # Tag the local image and push it; print nothing on stdout.

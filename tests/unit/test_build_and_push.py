@@ -28,7 +28,7 @@ REPOSITORIES = ("sagemaker-video3dcnn-processing", "sagemaker-video3dcnn-trainin
 
 STUB_DOCKER = """#!{python}
 import json, os, sys
-entry = {{"argv": sys.argv[1:]}}
+entry = {{"argv": sys.argv[1:], "cwd": os.getcwd()}}
 if "--password-stdin" in sys.argv:
     entry["stdin"] = sys.stdin.read()
 with open(os.environ["DOCKER_STUB_LOG"], "a", encoding="utf-8") as log:
@@ -71,6 +71,11 @@ def _docker_calls(log: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()] if log.exists() else []
 
 
+def _option(argv: list[str], name: str) -> str:
+    """The value after option ``name`` in ``argv``."""
+    return argv[argv.index(name) + 1]
+
+
 def _git_tag() -> str:
     def git(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, check=False)
@@ -89,7 +94,7 @@ def test_pushes_both_images_to_new_repositories_and_prints_only_their_uris(aws: 
     repositories = ecr.describe_repositories()["repositories"]
     assert sorted(r["repositoryName"] for r in repositories) == list(REPOSITORIES)
     assert all(r["imageScanningConfiguration"] == {"scanOnPush": True} for r in repositories)
-    calls = _docker_calls(docker_log)
+    calls = [c for c in _docker_calls(docker_log) if c["argv"][:2] != ["image", "inspect"]]  # build-images' sizes
     login, *rest = calls
     assert login["argv"] == ["login", "--username", "AWS", "--password-stdin", registry]
     token = boto3.client("ecr", region_name="eu-west-1").get_authorization_token()["authorizationData"][0]
@@ -98,10 +103,10 @@ def test_pushes_both_images_to_new_repositories_and_prints_only_their_uris(aws: 
         local = f"video3dcnn-{kind}:{tag}"
         build, *pushes = rest[:5]
         rest = rest[5:]
-        dockerfile = str(REPO_ROOT / f"Dockerfile.{kind}")
-        assert build["argv"][:7] == ["build", "--platform", "linux/amd64", "-f", dockerfile, "-t", local]
-        assert build["argv"][-1] == str(REPO_ROOT)
-        assert f"VERSION={tag}" in build["argv"]
+        argv = build["argv"]
+        assert argv[0] == "build" and argv[-1] == "." and build["cwd"] == str(REPO_ROOT)
+        assert _option(argv, "--platform") == "linux/amd64"  # what SageMaker instances run
+        assert (_option(argv, "--file"), _option(argv, "--tag")) == (f"Dockerfile.{kind}", local)
         assert [c["argv"] for c in pushes] == [
             ["tag", local, f"{registry}/{name}:{tag}"],
             ["push", f"{registry}/{name}:{tag}"],
@@ -186,7 +191,7 @@ def test_dry_run_prints_every_command_and_runs_none(aws: MotoServer, docker_log:
     for kind, image_commands in (("processing", verbs[6:11]), ("training", verbs[11:])):
         remote = f"{registry}/sagemaker-video3dcnn-{kind}"
         assert image_commands == [
-            "docker build --platform",
+            f"env {kind.upper()}_IMAGE=video3dcnn-{kind}:t1 PLATFORM=linux/amd64",
             f"docker tag video3dcnn-{kind}:t1", f"docker push {remote}:t1",
             f"docker tag video3dcnn-{kind}:t1", f"docker push {remote}:latest",
         ]  # fmt: skip
@@ -240,3 +245,10 @@ def test_missing_credentials_fail_with_a_hint(aws: MotoServer, docker_log: Path,
     result = _run("--region", "us-east-1", check=False)
     assert result.returncode != 0 and "cannot get the AWS account" in result.stderr
     assert _docker_calls(docker_log) == []
+
+
+def test_offline_builds_go_through_the_images_build_script(aws: MotoServer, docker_log: Path) -> None:
+    result = _run("processing", "--dry-run", "--region", "us-east-1", "--tag", "t3", "--offline")
+    [build] = [line for line in result.stderr.splitlines() if "build-images.sh" in line]
+    assert build.startswith("+ env PROCESSING_IMAGE=video3dcnn-processing:t3 PLATFORM=linux/amd64 bash ")
+    assert build.endswith(f"{REPO_ROOT}/docker/build-images.sh --only processing --offline")
