@@ -25,6 +25,7 @@ import argparse
 import logging
 import os
 import platform
+import resource
 import statistics
 import sys
 import tempfile
@@ -123,6 +124,7 @@ def run_process(workers: int) -> Callable[[Path, Path], int]:
 @dataclass
 class Timing:
     seconds: list[float]
+    cpu: list[float]
     videos: int
 
     @property
@@ -130,20 +132,31 @@ class Timing:
         return statistics.median(self.seconds)
 
     @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu)
+
+    @property
     def rate(self) -> float:
         return self.videos / self.median
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the decoding workers, once joined)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def time_methods(root: Path, scratch: Path, repeats: int) -> dict[str, Timing]:
-    """Median wall time of each method over ``repeats`` interleaved rounds (after one warm-up round)."""
+    """Median wall and CPU time of each method over ``repeats`` interleaved rounds (after one warm-up round)."""
     methods = {"a": run_seed, "b": run_decode_only, "c1": run_process(1), "c2": run_process(2)}
-    timings = {key: Timing([], 0) for key in methods}
+    timings = {key: Timing([], [], 0) for key in methods}
     for round_number in range(repeats + 1):
         for key, method in methods.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), cpu_seconds()
             timings[key].videos = method(root, scratch / f"{key}.out")
             if round_number:
                 timings[key].seconds.append(time.perf_counter() - start)
+                timings[key].cpu.append(cpu_seconds() - start_cpu)
     return timings
 
 
@@ -157,11 +170,12 @@ def report(name: str, timings: dict[str, Timing], sizes: tuple[float, float]) ->
     a, b, c1, c2 = (timings[key] for key in ("a", "b", "c1", "c2"))
     labels = ("(a) seed seek loop", "(b) decode only", "(c) process, 1 worker", "(c) process, 2 workers")
     rows = [
-        f"| {name} | {label} | {t.median:.2f} | {t.rate:.1f} | {t.median / b.median:.2f}x |"
+        f"| {name} | {label} | {t.median:.2f} | {t.rate:.1f} | {t.median / b.median:.2f}x | {t.cpu_median:.2f} | "
+        f"{t.cpu_median / b.cpu_median:.2f}x |"
         for label, t in zip(labels, (a, b, c1, c2))
     ]
     rows.append(
-        f"| {name} | ratios | | | (a)/(c1) time {a.median / c1.median:.2f}x; "
+        f"| {name} | ratios | | | (a)/(c1) wall {a.median / c1.median:.2f}x | | "
         f"(c2)/(c1) videos/s {c2.rate / c1.rate:.2f}x; "
         f"bytes/clip {sizes[0]:.0f} vs {sizes[1]:.0f} = {sizes[0] / sizes[1]:.3f}x |"
     )
@@ -197,7 +211,9 @@ def main() -> int:
         print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()}")
         count = args.videos * args.copies
         print(f"{count} videos per format, {WIDTH}x{HEIGHT}, {SECONDS} s at {FPS} fps; median of {args.repeats}\n")
-        print("| videos | method | wall s | videos/s | time vs (b) |\n|---|---|---|---|---|")
+        print(
+            "| videos | method | wall s | videos/s | wall vs (b) | CPU s | CPU vs (b) |\n|---|---|---|---|---|---|---|"
+        )
         for name, root in roots.items():
             scratch = Path(tmp) / f"out-{name}"
             scratch.mkdir()
