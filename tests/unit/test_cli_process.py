@@ -209,3 +209,11 @@ def test_a_killed_run_leaves_no_file_that_looks_complete(tmp_path: Path) -> None
     assert finished and all(len(read_shard(path)) >= 1 for path in finished)
     with pytest.raises(DataError, match="no manifest"):
         load_index(output)
+
+
+@pytest.mark.parametrize(("flags", "channels"), [(["--gray", "false"], 3), (["--gray=False"], 3), (["--gray"], 1)])
+def test_boolean_flags_parse_their_value(tmp_path: Path, flags: list[str], channels: int) -> None:
+    """The seed parsed ``--color False`` as True (argparse ``type=bool``); here false means false."""
+    make_videos(tmp_path / "in", per_class=1)
+    assert cli.main(["process", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), *FAST, *flags]) == 0
+    assert load_index(tmp_path / "out").clip_spec.channels == channels
