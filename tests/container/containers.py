@@ -74,6 +74,29 @@ def run_container(
         container.remove(force=True)
 
 
+NO_BUILD_LEFTOVERS = (
+    "import os, shutil; "
+    "assert shutil.which('gcc') is None, 'gcc in the image'; "
+    "assert not os.path.exists('/wheels'), 'wheels in the image'; "
+)
+
+
+def check_image(client, image: str, max_bytes: int, probe: str) -> dict:
+    """Assert what both images promise and return the image's config.
+
+    The size is at most ``max_bytes``, the OCI labels source, version and revision are set, no compiler or wheel
+    reached the shipped stage, and the Python statements ``probe`` run without error inside the image.
+    """
+    attrs = client.images.get(image).attrs
+    assert attrs["Size"] <= max_bytes, f"{image} is {attrs['Size'] / 1e6:.0f} MB"
+    labels = attrs["Config"]["Labels"] or {}
+    for key in ("source", "version", "revision"):
+        assert labels.get(f"org.opencontainers.image.{key}"), f"label org.opencontainers.image.{key} missing"
+    run = run_container(client, image, [NO_BUILD_LEFTOVERS + probe], entrypoint=["python", "-c"])
+    assert run.exit_code == 0, run.describe()
+    return attrs["Config"]
+
+
 def _logs(container) -> str:
     return container.logs(stdout=True, stderr=True).decode("utf-8", errors="replace")
 

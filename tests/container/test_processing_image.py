@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from containers import HOST, SYNTHETIC_CLASSES, ContainerRun, processing_tree, run_container
+from containers import HOST, SYNTHETIC_CLASSES, ContainerRun, check_image, processing_tree, run_container
 from videos import decode_clip, is_rgb, write_index_video
 
 from video3dcnn import shards
@@ -17,22 +17,13 @@ MAX_SIZE_BYTES = 400 * 10**6
 
 
 def test_image_is_an_exec_form_entrypoint_without_tensorflow(docker_client, processing_image: str) -> None:
-    image = docker_client.images.get(processing_image)
-    config = image.attrs["Config"]
-    assert config["Entrypoint"] == ["video3dcnn", "process"]
-    assert image.attrs["Size"] <= MAX_SIZE_BYTES, f"{image.attrs['Size'] / 1e6:.0f} MB"
-    labels = config["Labels"]
-    for key in ("source", "version", "revision"):
-        assert labels.get(f"org.opencontainers.image.{key}"), key
     probe = (
-        "import importlib.util as u, shutil, os; "
+        "import importlib.util as u; "
         "assert u.find_spec('tensorflow') is None, 'tensorflow'; "
-        "assert u.find_spec('cv2') is not None, 'cv2'; "
-        "assert shutil.which('gcc') is None, 'gcc'; "
-        "assert not os.path.exists('/wheels'), 'wheels'"
+        "assert u.find_spec('cv2') is not None, 'cv2'"
     )
-    run = run_container(docker_client, processing_image, ["-c", probe], entrypoint=["python"])
-    assert run.exit_code == 0, run.describe()
+    config = check_image(docker_client, processing_image, MAX_SIZE_BYTES, probe)
+    assert config["Entrypoint"] == ["video3dcnn", "process"]
 
 
 def test_processing_job_writes_shards_manifest_and_classes(processed: tuple[ContainerRun, Path]) -> None:

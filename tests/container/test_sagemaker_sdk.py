@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,8 @@ ROLE = f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole"  # never assumed in local mo
 BUCKET = "video3dcnn-sdk-test"
 CLIP_ARGS = ["--frames", "8", "--size", "32x32"]
 CLASSES = ["MoveDown", "MoveLeft", "MoveRight", "MoveUp"]
+COMPOSE_WORKING_DIR = "com.docker.compose.project.working_dir"
+LOCAL_MODE_NETWORK = "sagemaker-local"
 TELEMETRY_OPT_OUT = "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
 
 
@@ -41,37 +44,53 @@ def sdk_env(moto: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     return moto
 
 
-def _session(moto: MotoServer, container_root: Path) -> tuple:
-    """A LocalSession whose only AWS traffic (S3) goes to moto, and every ``service:Operation`` called through it."""
+@pytest.fixture
+def local_session(sdk_env: MotoServer, tmp_path: Path, docker_client) -> Iterator[tuple]:
+    """A LocalSession whose only AWS traffic (S3) goes to moto, and every ``service:Operation`` called through it.
+
+    Local mode leaves its stopped containers behind; they are removed afterwards (found by the compose working
+    directory under this test's container root), and so is its network when nothing else uses it.
+    """
     import boto3
     from sagemaker.local import LocalSession
 
-    container_root.mkdir(parents=True, exist_ok=True)
+    container_root = tmp_path / "sm"
+    container_root.mkdir()
     boto_session = boto3.Session(region_name=REGION)
     calls: list[str] = []
     boto_session.events.register(
         "before-call", lambda model, **_: calls.append(f"{model.service_model.service_name}:{model.name}")
     )
-    session = LocalSession(boto_session=boto_session, s3_endpoint_url=moto.endpoint, default_bucket=BUCKET)
+    session = LocalSession(boto_session=boto_session, s3_endpoint_url=sdk_env.endpoint, default_bucket=BUCKET)
     session.config = {"local": {"local_code": True, "container_root": str(container_root)}}
-    return session, calls
+    yield session, calls
+    _remove_local_mode_leftovers(docker_client, container_root)
 
 
-def _videos(directory: Path, groups: int) -> Path:
-    assert video3dcnn(["sample", str(directory), "--groups", str(groups), "--clips-per-group", "2",
+def _remove_local_mode_leftovers(client, container_root: Path) -> None:
+    import docker
+
+    for container in client.containers.list(all=True, filters={"label": COMPOSE_WORKING_DIR}):
+        if container.labels[COMPOSE_WORKING_DIR].startswith(f"{container_root}/"):
+            container.remove(force=True)
+    try:
+        client.networks.get(LOCAL_MODE_NETWORK).remove()
+    except docker.errors.APIError:  # still in use, or already gone
+        pass
+
+
+def _videos(directory: Path) -> Path:
+    assert video3dcnn(["sample", str(directory), "--groups", "2", "--clips-per-group", "2",
                        "--frames", "16", "--size", "32x32"]) == 0  # fmt: skip
     return directory
 
 
 def test_estimator_local_mode_returns_the_model_in_model_tar_gz(
-    sdk_env: MotoServer, training_image: str, tmp_path: Path, docker_client
+    sdk_env: MotoServer, local_session: tuple, training_image: str, processed_data: Path, tmp_path: Path
 ) -> None:
     from sagemaker.estimator import Estimator
 
-    shards = tmp_path / "shards"
-    process = ["process", "--input", str(_videos(tmp_path / "videos", 4)), "--output", str(shards), *CLIP_ARGS]
-    assert video3dcnn([*process, "--val-fraction", "0.25"]) == 0
-    session, calls = _session(sdk_env, tmp_path / "sm")
+    session, calls = local_session
     estimator = Estimator(
         image_uri=training_image,
         role=ROLE,
@@ -81,7 +100,7 @@ def test_estimator_local_mode_returns_the_model_in_model_tar_gz(
         hyperparameters={"epochs": 1, "batch_size": 4, "workers": 0},
         sagemaker_session=session,
     )
-    estimator.fit({"training": f"file://{shards}"}, wait=True, logs=True)
+    estimator.fit({"training": f"file://{processed_data}"}, wait=True, logs=True)  # the processing image's shards
     model_tar = Path(estimator.model_data.removeprefix("file://"))
     assert model_tar.name == "model.tar.gz"
     with tarfile.open(model_tar) as archive:
@@ -97,14 +116,14 @@ def test_estimator_local_mode_returns_the_model_in_model_tar_gz(
 
 
 def test_processor_local_mode_turns_s3_videos_into_s3_shards(
-    sdk_env: MotoServer, processing_image: str, tmp_path: Path, docker_client
+    sdk_env: MotoServer, local_session: tuple, processing_image: str, tmp_path: Path
 ) -> None:
     from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor
 
-    session, calls = _session(sdk_env, tmp_path / "sm")
+    session, calls = local_session
     s3 = session.boto_session.client("s3", endpoint_url=sdk_env.endpoint)
     s3.create_bucket(Bucket=BUCKET)
-    videos = _videos(tmp_path / "videos", 2)
+    videos = _videos(tmp_path / "videos")
     for path in sorted(videos.rglob("*.mp4")):
         s3.upload_file(str(path), BUCKET, f"videos/{path.relative_to(videos)}")
     processor = Processor(
