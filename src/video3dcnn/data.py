@@ -77,6 +77,33 @@ class _Window:
     rows: int
 
 
+@dataclass(frozen=True)
+class _Decoded:
+    """The clips of a window's shards, kept per shard (no concatenated copy); row ``r`` counts across shards."""
+
+    clips: tuple[np.ndarray, ...]
+    labels: np.ndarray
+    offsets: np.ndarray  # first row of each shard
+
+    @classmethod
+    def read(cls, shards: Sequence[ShardRows], subset: str) -> _Decoded:
+        parts = [read_subset(shard, subset) for shard in shards]
+        sizes = [len(labels) for _, labels in parts]
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        return cls(tuple(clips for clips, _ in parts), np.concatenate([labels for _, labels in parts]), offsets)
+
+    def take(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Clips and labels of ``rows`` (in that order), gathered straight from the shards' arrays."""
+        if len(self.clips) == 1:
+            return self.clips[0][rows], self.labels[rows]
+        owner = np.searchsorted(self.offsets, rows, side="right") - 1
+        out = np.empty((len(rows), *self.clips[0].shape[1:]), dtype=self.clips[0].dtype)
+        for shard in np.unique(owner):
+            mask = owner == shard
+            out[mask] = self.clips[shard][rows[mask] - self.offsets[shard]]
+        return out, self.labels[rows]
+
+
 class ClipLoader(keras.utils.PyDataset):
     """Batches ``(clips uint8 [B,T,H,W,C], labels int32 [B])`` streamed from shards.
 
@@ -117,7 +144,8 @@ class ClipLoader(keras.utils.PyDataset):
         self.epoch = 0
         self.num_clips = sum(shard.rows for shard in self.shards)
         self._plan_cache: tuple[int, list[_Window]] | None = None
-        self._cache: OrderedDict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._cache: OrderedDict[tuple[int, ...], _Decoded] = OrderedDict()
+        self._orders: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
         self._cache_lock = threading.Lock()
         self._load_lock = threading.Lock()
 
@@ -135,10 +163,10 @@ class ClipLoader(keras.utils.PyDataset):
         for window in windows[first:]:
             if window.start >= stop:
                 break
-            window_clips, window_labels, order = self._window(window)
-            rows = order[max(start - window.start, 0) : stop - window.start]
-            clips.append(window_clips[rows])
-            labels.append(window_labels[rows])
+            rows = self._order(window)[max(start - window.start, 0) : stop - window.start]
+            window_clips, window_labels = self._window(window).take(rows)
+            clips.append(window_clips)
+            labels.append(window_labels)
         batch = (clips[0], labels[0]) if len(clips) == 1 else (np.concatenate(clips), np.concatenate(labels))
         return self._augment(*batch, index) if self.augment else batch
 
@@ -156,18 +184,31 @@ class ClipLoader(keras.utils.PyDataset):
             return cached[1]
         order = self._rng(0).permutation(len(self.shards)) if self.shuffle else np.arange(len(self.shards))
         windows, current, start, rows = [], [], 0, 0
-        for shard_id in order:
+        for position, shard_id in enumerate(order):
             current.append(int(shard_id))
             rows += self.shards[shard_id].rows
-            if rows >= self.buffer_clips or shard_id == order[-1]:
-                windows.append(_Window(tuple(current), start, rows))
+            if rows >= self.buffer_clips or position == len(order) - 1:
+                windows.append(_Window(tuple(sorted(current)), start, rows))
                 current, start, rows = [], start + rows, 0
         self._plan_cache = (self.epoch, windows)
         return windows
 
-    def _window(self, window: _Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The decoded clips, labels and this epoch's clip order of ``window`` (cached, loaded once)."""
-        key = (self.epoch, *window.shard_ids)
+    def _order(self, window: _Window) -> np.ndarray:
+        """This epoch's order of the window's clips (a permutation when shuffling)."""
+        if not self.shuffle:
+            return np.arange(window.rows)
+        key = (self.epoch, window.shard_ids)
+        with self._cache_lock:
+            if key not in self._orders:
+                if len(self._orders) > 4 * CACHED_WINDOWS:
+                    self._orders.clear()
+                self._orders[key] = self._rng(1, *window.shard_ids).permutation(window.rows)
+            return self._orders[key]
+
+    def _window(self, window: _Window) -> _Decoded:
+        """The decoded clips of ``window``'s shards (cached by shard set, so a window that covers the whole data
+        set is decoded once, not once per epoch)."""
+        key = window.shard_ids
         with self._cache_lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
@@ -176,19 +217,12 @@ class ClipLoader(keras.utils.PyDataset):
             with self._cache_lock:
                 if key in self._cache:
                     return self._cache[key]
-            loaded = self._load(window)
+            loaded = _Decoded.read([self.shards[shard_id] for shard_id in key], self.subset)
             with self._cache_lock:
                 self._cache[key] = loaded
                 while len(self._cache) > CACHED_WINDOWS:
                     self._cache.popitem(last=False)
             return loaded
-
-    def _load(self, window: _Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        parts = [read_subset(self.shards[shard_id], self.subset) for shard_id in window.shard_ids]
-        clips = parts[0][0] if len(parts) == 1 else np.concatenate([part[0] for part in parts])
-        labels = parts[0][1] if len(parts) == 1 else np.concatenate([part[1] for part in parts])
-        order = self._rng(1, *window.shard_ids).permutation(window.rows) if self.shuffle else np.arange(window.rows)
-        return clips, labels, order
 
     def _augment(self, clips: np.ndarray, labels: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Flip some clips left-right and shift their brightness; labels are unchanged."""

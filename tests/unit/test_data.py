@@ -84,7 +84,7 @@ def test_memory_is_bounded_by_the_buffer_not_the_data_set(index):
     for epoch in range(2):
         for i in range(len(loader)):
             loader[i]
-            peak = max(peak, sum(len(clips) for clips, _, _ in loader._cache.values()))
+            peak = max(peak, sum(len(window.labels) for window in loader._cache.values()))
         loader.on_epoch_end()
     assert len(loader._cache) <= 2
     assert peak <= 2 * (6 + 5 - 1)
