@@ -23,6 +23,7 @@ from typing import Any
 
 from video3dcnn.contract import CHECKPOINT_DIR, OPT_ML, PROCESSING_INPUT, PROCESSING_OUTPUT
 from video3dcnn.errors import ConfigError, DataError, ToolkitError
+from video3dcnn.shards import CLASSES_FILE
 from video3dcnn.training import METRIC_DEFINITIONS  # light: Keras is imported inside its functions
 
 logger = logging.getLogger(__name__)
@@ -38,11 +39,11 @@ PROCESSING_INPUT_NAME = "input_data"
 PROCESSING_OUTPUT_NAME = "processed_data"
 CLASSES_INPUT_NAME = "classes"
 CLASSES_LOCAL_DIR = OPT_ML / "processing" / CLASSES_INPUT_NAME
-CLASSES_FILE = "classes.txt"
 STAGING_PREFIX = "video3dcnn-launch"  # where launch uploads its own files, in the output bucket
 
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Stopped"})
 WAIT_MARGIN_S = 3600  # start-up, download and upload time beyond MaxRuntime/MaxWaitTime
+
 
 class AwsError(ToolkitError):
     """An AWS call was refused or could not be made (credentials, region, role, quota, network)."""
