@@ -48,28 +48,36 @@ WARMUP_STEPS = 5
 
 
 def write_data(directory: Path, clips: int, spec: ClipSpec, shard_size: int, copies: int) -> Path:
-    """Motion clips (video3dcnn.synthetic) in shards; ``copies`` hosts each write the same shards."""
+    """Motion clips (video3dcnn.synthetic) in shards; ``copies`` hosts each hold the same shards (file copies)."""
     rng = np.random.default_rng(0)
     labels = np.arange(clips, dtype=np.int32) % len(CLASSES)
     frames = np.stack([motion_frames(CLASSES[k], rng, spec.frames, spec.height, spec.width) for k in labels])
     directory.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for number, start in enumerate(range(0, clips, shard_size)):
+        rows = slice(start, start + shard_size)
+        count = len(labels[rows])
+        shard = shards.Shard(frames[rows], labels[rows], np.array([f"g{i}" for i in range(count)]),
+                             np.zeros(count, bool), np.array([f"{i}.mp4" for i in range(count)]),
+                             np.tile(np.arange(spec.frames, dtype=np.int32), (count, 1)))
+        shards.write_shard(directory / shards.shard_name("algo-1", number), shard)
+        entries.append({"number": number, "clips": count, "train": count, "validation": 0})
     for copy in range(1, copies + 1):
-        host = f"algo-{copy}"
-        entries = []
-        for number, start in enumerate(range(0, clips, shard_size)):
-            rows = slice(start, start + shard_size)
-            count = len(labels[rows])
-            is_val = np.zeros(count, bool)
-            shard = shards.Shard(frames[rows], labels[rows], np.array([f"g{i}" for i in range(count)]), is_val,
-                                 np.array([f"{i}.mp4" for i in range(count)]),
-                                 np.tile(np.arange(spec.frames, dtype=np.int32), (count, 1)))
-            shards.write_shard(directory / shards.shard_name(host, number), shard)
-            entries.append({"file": shards.shard_name(host, number), "clips": count, "train": count, "validation": 0})
-        manifest = {"schema_version": shards.SCHEMA_VERSION, "host": host, "classes": list(CLASSES),
-                    "clip_spec": spec.to_dict(), "shards": entries, "skipped": []}
-        shards.write_json_atomic(directory / shards.manifest_name(host), manifest)
+        _write_manifest(directory, f"algo-{copy}", spec, entries)
     shards.write_classes(directory, CLASSES)
     return directory
+
+
+def _write_manifest(directory: Path, host: str, spec: ClipSpec, entries: list[dict]) -> None:
+    listed = []
+    for entry in entries:
+        name = shards.shard_name(host, entry["number"])
+        if not (directory / name).exists():
+            shutil.copyfile(directory / shards.shard_name("algo-1", entry["number"]), directory / name)
+        listed.append({"file": name, **{key: entry[key] for key in ("clips", "train", "validation")}})
+    manifest = {"schema_version": shards.SCHEMA_VERSION, "host": host, "classes": list(CLASSES),
+                "clip_spec": spec.to_dict(), "shards": listed, "skipped": []}
+    shards.write_json_atomic(directory / shards.manifest_name(host), manifest)
 
 
 def rewrite_uncompressed(directory: Path) -> None:

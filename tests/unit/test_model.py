@@ -11,6 +11,9 @@ import keras
 import numpy as np
 import pytest
 
+from trainkit import class_clips
+
+from video3dcnn.config import ClipSpec
 from video3dcnn.hyperparameters import ARCHITECTURES
 from video3dcnn.model import build_model
 
@@ -71,7 +74,8 @@ def test_one_training_step_lowers_the_loss_on_that_batch(arch):
     keras.utils.set_random_seed(1)
     model = build_model(TOY_SHAPE, 2, arch)
     model.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    clips, labels = _clips(8), np.array([0, 1] * 4, np.int32)
+    labels = np.array([0, 1] * 4, np.int32)
+    clips = class_clips(labels, ClipSpec(*TOY_SHAPE[:3]), np.random.default_rng(0))
     before = model.evaluate(clips, labels, verbose=0, return_dict=True)["loss"]
     for _ in range(3):
         model.train_on_batch(clips, labels)
