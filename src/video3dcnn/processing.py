@@ -304,23 +304,29 @@ def _decode_all(
             yield video, decoded, reason
 
 
-def _collect(
-    video: LabelledVideo,
-    decoded: DecodedVideo | None,
-    reason: str | None,
-    found: Discovery,
-    options: ProcessOptions,
-    writer: ShardWriter,
-    tally: _Tally,
-) -> None:
-    """Count one decoding result and queue its clips, or record why the video was skipped."""
-    if decoded is None:
-        logger.warning("skipped %s: %s", video.relpath, reason)
-        tally.skipped.append(SkippedFile(video.relpath, reason or "cannot be decoded", bad=True))
-        return
-    split = "validation" if is_validation(video.group, options.val_fraction) else "train"
-    tally.add(video, decoded, split)
-    writer.add(decoded, found.label_index(video.label), video.group, split == "validation", video.relpath)
+@dataclass
+class _Run:
+    """The state of one run: where it writes, what it found, what it has written and counted so far."""
+
+    output_dir: Path
+    host: str
+    hosts: Sequence[str]
+    options: ProcessOptions
+    found: Discovery
+    writer: ShardWriter
+    tally: _Tally
+    started: float = field(default_factory=time.monotonic)
+
+    def collect(self, video: LabelledVideo, decoded: DecodedVideo | None, reason: str | None) -> None:
+        """Count one decoding result and queue its clips, or record why the video was skipped."""
+        if decoded is None:
+            logger.warning("skipped %s: %s", video.relpath, reason)
+            self.tally.skipped.append(SkippedFile(video.relpath, reason or "cannot be decoded", bad=True))
+            return
+        split = "validation" if is_validation(video.group, self.options.val_fraction) else "train"
+        self.tally.add(video, decoded, split)
+        label = self.found.label_index(video.label)
+        self.writer.add(decoded, label, video.group, split == "validation", video.relpath)
 
 
 def _check_outcome(tally: _Tally, options: ProcessOptions) -> None:
@@ -365,15 +371,14 @@ def process(
         logger.warning("no videos for this instance (%d in the input); writing an empty manifest", len(found.videos))
     workers = max(1, min(options.workers or default_workers(), len(videos)))
     writer = ShardWriter(output_dir, host, options.shard_size or default_shard_size(spec))
-    tally = _Tally(found.classes, skipped=skipped)
-    started = time.monotonic()
+    run = _Run(output_dir, host, hosts, options, found, writer, _Tally(found.classes, skipped=skipped))
     logger.info("decoding %d videos with %d workers into %s clips %s", len(videos), workers, spec.sampling, spec.shape)
     with contextlib.closing(_decode_all(videos, spec, workers)) as results:  # stops the workers on any error
         for video, decoded, reason in results:
-            _collect(video, decoded, reason, found, options, writer, tally)
+            run.collect(video, decoded, reason)
     writer.flush()
-    _check_outcome(tally, options)
-    return _finish(output_dir, host, hosts, options, found, writer, tally, time.monotonic() - started)
+    _check_outcome(run.tally, options)
+    return _finish(run)
 
 
 def preview_name(host: str, hosts: Sequence[str]) -> str:
@@ -398,67 +403,52 @@ def _counts(tally: _Tally, writer: ShardWriter) -> dict:
     }
 
 
-def build_manifest(
-    host: str,
-    hosts: Sequence[str],
-    options: ProcessOptions,
-    found: Discovery,
-    writer: ShardWriter,
-    tally: _Tally,
-    seconds: float,
-) -> dict:
+def build_manifest(run: _Run) -> dict:
     """The manifest of one host's output (``load_index`` reads schema_version, classes, clip_spec and shards)."""
+    options, tally = run.options, run.tally
     return {
         "schema_version": SCHEMA_VERSION,
         "package": "video3dcnn",
         "package_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "host": host,
-        "hosts": list(hosts) or [host],
-        "classes": list(found.classes),
+        "host": run.host,
+        "hosts": list(run.hosts) or [run.host],
+        "classes": list(run.found.classes),
         "clip_spec": options.clip_spec().to_dict(),
-        "label_source": found.label_source,
+        "label_source": run.found.label_source,
         "split": {
             "by": "group",
             "method": "sha256('split:' + group) < val_fraction",
             "val_fraction": options.val_fraction,
         },
         "options": as_dict(options),
-        "counts": _counts(tally, writer),
+        "counts": _counts(tally, run.writer),
         "decode_methods": dict(sorted(tally.methods.items())),
-        "seconds": round(seconds, 3),
-        "shards": writer.entries,
+        "seconds": round(time.monotonic() - run.started, 3),
+        "shards": run.writer.entries,
         "skipped": [
             {"path": item.relpath, "reason": item.reason} for item in sorted(tally.skipped, key=lambda s: s.relpath)
         ],
     }
 
 
-def _finish(
-    output_dir: Path,
-    host: str,
-    hosts: Sequence[str],
-    options: ProcessOptions,
-    found: Discovery,
-    writer: ShardWriter,
-    tally: _Tally,
-    seconds: float,
-) -> ProcessResult:
+def _finish(run: _Run) -> ProcessResult:
     """Write classes.txt and the preview, then the manifest, last."""
-    write_classes(output_dir, found.classes)
-    if options.preview:
-        write_preview(output_dir / preview_name(host, hosts), found.classes, tally.preview)
-    manifest = build_manifest(host, hosts, options, found, writer, tally, seconds)
-    path = output_dir / manifest_name(host)
+    tally, classes = run.tally, run.found.classes
+    write_classes(run.output_dir, classes)
+    if run.options.preview:
+        write_preview(run.output_dir / preview_name(run.host, run.hosts), classes, tally.preview)
+    manifest = build_manifest(run)
+    path = run.output_dir / manifest_name(run.host)
     write_json_atomic(path, manifest)
-    clips = manifest["counts"]["clips"]
+    clips, seconds = manifest["counts"]["clips"], manifest["seconds"]
     logger.info(
         "%d videos -> %d train + %d validation clips in %d shards (%s); %d skipped; %.1f s, %.2f videos/s",
-        tally.decoded, clips["train"], clips["validation"], len(writer.entries), output_dir,
+        tally.decoded, clips["train"], clips["validation"], len(run.writer.entries), run.output_dir,
         len(tally.skipped), seconds, tally.decoded / max(seconds, 1e-9),
     )  # fmt: skip
     for split, counter in tally.clips.items():
-        empty = [name for name in found.classes if not counter[name]]
+        empty = [name for name in classes if not counter[name]]
         if empty and tally.decoded:
             logger.warning("no %s clips for %d classes: %s", split, len(empty), ", ".join(empty[:10]))
     return ProcessResult(path, manifest)
