@@ -329,12 +329,16 @@ def _decode_keyframe_runs(path: Path, spec: ClipSpec, scan: PacketScan) -> Decod
         return None
     order = [frame for start, stop in runs for frame in range(start, stop + 1)]
     wanted = set(needed)
-    with tempfile.NamedTemporaryFile(prefix="video3dcnn-", suffix=".avi") as runs_file:
-        _write_runs(path, scan, runs, runs_file)
-        runs_file.flush()
-        frames, decoded = read_frames(
-            Path(runs_file.name), spec, {i for i, frame in enumerate(order) if frame in wanted}
-        )
+    try:
+        with tempfile.NamedTemporaryFile(prefix="video3dcnn-", suffix=".avi") as runs_file:
+            _write_runs(path, scan, runs, runs_file)
+            runs_file.flush()
+            frames, decoded = read_frames(
+                Path(runs_file.name), spec, {i for i, frame in enumerate(order) if frame in wanted}
+            )
+    except (OSError, VideoDecodeError) as exc:  # no writable temporary directory, or the copy will not open
+        logger.warning("%s: keyframe decoding failed (%s); decoding sequentially", path, exc)
+        return None
     if decoded != len(order):
         logger.warning(
             "%s: keyframe decoding gave %d frames for %d packets; decoding sequentially", path, decoded, len(order)

@@ -247,3 +247,16 @@ def test_avi_writer_round_trip(codec_videos: dict[str, Path], video_dir: Path) -
     frames, count = read_frames(copy, ClipSpec(frames=1, height=HEIGHT, width=WIDTH), range(len(packets)))
     assert count == len(packets[::3]) == 14
     assert [decode_clip(frames[i][None])[0] for i in range(count)] == list(range(0, FRAMES, 3))
+
+
+def test_keyframe_path_falls_back_when_no_temporary_file_can_be_written(
+    long_mpeg4: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def read_only_disk(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr("tempfile.NamedTemporaryFile", read_only_disk)
+    spec = ClipSpec(frames=8, height=32, width=32)
+    decoded = decode_clips(long_mpeg4["ffmpeg-mpeg4"], spec)
+    assert decoded.method == "sequential"
+    assert_exact(decoded, 120)
