@@ -59,8 +59,11 @@ def codec_videos(video_dir: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def long_mpeg4(video_dir: Path) -> dict[str, Path]:
-    """120-frame MPEG-4 Part 2 videos with a keyframe every 12 frames: ffmpeg's encoder and OpenCV's XVID writer."""
+    """120-frame MPEG-4 Part 2 videos with a keyframe every 12 frames: ffmpeg's encoder and OpenCV's writers."""
     return {
+        "opencv-mp4v-in-mp4": write_index_video(
+            video_dir / "long-mp4v.mp4", 120, "mp4v", height=HEIGHT, width=WIDTH
+        ).path,
         "ffmpeg-mpeg4": write_index_video(
             video_dir / "long-mpeg4.avi", 120, "mpeg4", height=HEIGHT, width=WIDTH, gop=12
         ).path,
@@ -115,7 +118,7 @@ def test_short_video_repeats_indices(video_dir: Path) -> None:
     assert sliding.frame_indices.tolist() == [[0, 1, 2, 3, 4, 4, 4, 4]]
 
 
-@pytest.mark.parametrize("source", ["ffmpeg-mpeg4", "opencv-xvid"])
+@pytest.mark.parametrize("source", ["ffmpeg-mpeg4", "opencv-xvid", "opencv-mp4v-in-mp4"])
 @pytest.mark.parametrize(
     "spec",
     [
