@@ -47,7 +47,7 @@ CLASSES = tuple(DIRECTIONS)
 WARMUP_STEPS = 5
 
 
-def write_data(directory: Path, clips: int, spec: ClipSpec, shard_size: int, copies: int) -> Path:
+def write_data(directory: Path, clips: int, spec: ClipSpec, shard_size: int, copies: int, compress: bool = True) -> Path:
     """Motion clips (video3dcnn.synthetic) in shards; ``copies`` hosts each hold the same shards (file copies)."""
     rng = np.random.default_rng(0)
     labels = np.arange(clips, dtype=np.int32) % len(CLASSES)
@@ -60,7 +60,7 @@ def write_data(directory: Path, clips: int, spec: ClipSpec, shard_size: int, cop
         shard = shards.Shard(frames[rows], labels[rows], np.array([f"g{i}" for i in range(count)]),
                              np.zeros(count, bool), np.array([f"{i}.mp4" for i in range(count)]),
                              np.tile(np.arange(spec.frames, dtype=np.int32), (count, 1)))
-        shards.write_shard(directory / shards.shard_name("algo-1", number), shard)
+        shards.write_shard(directory / shards.shard_name("algo-1", number), shard, compress=compress)
         entries.append({"number": number, "clips": count, "train": count, "validation": 0})
     for copy in range(1, copies + 1):
         _write_manifest(directory, f"algo-{copy}", spec, entries)
@@ -214,6 +214,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="loader threads (default: 2)")
     parser.add_argument("--shuffle-buffer-mb", type=int, default=64, help="loader memory for decoded clips")
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement; the median is kept")
+    parser.add_argument("--uncompressed", action="store_true", help="write stored (not deflated) shards")
     parser.add_argument("--streaming-only", action="store_true", help="skip (a): no TensorFlow-only comparison")
     parser.add_argument("--output", type=Path, help="write the results as JSON here")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "DIR"), help=argparse.SUPPRESS)
@@ -229,11 +230,13 @@ def run_all(args: argparse.Namespace) -> int:
     spec = ClipSpec(frames=15, height=32, width=32)
     results: dict = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
                      "python": platform.python_version(), "spec": list(spec.shape), "batch_size": args.batch_size,
-                     "workers": args.workers, "shuffle_buffer_mb": args.shuffle_buffer_mb}
+                     "workers": args.workers, "shuffle_buffer_mb": args.shuffle_buffer_mb,
+                     "compressed_shards": not args.uncompressed}
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
-        sets = {"x1": write_data(Path(tmp) / "x1", args.clips, spec, args.shard_size, 1),
+        compress = not args.uncompressed
+        sets = {"x1": write_data(Path(tmp) / "x1", args.clips, spec, args.shard_size, 1, compress),
                 f"x{args.scale}": write_data(Path(tmp) / f"x{args.scale}", args.clips, spec, args.shard_size,
-                                             args.scale)}
+                                             args.scale, compress)}
         modes = ["streaming"] if args.streaming_only else ["arrays", "streaming"]
         for name, directory in sets.items():
             for mode in modes:

@@ -1,10 +1,12 @@
 """Streaming clip loader: a ``keras.utils.PyDataset`` over the shards that ``video3dcnn process`` writes.
 
-Memory is bounded by ``buffer_clips`` (plus one batch per queued step), never by the data set: each epoch the shard
+Memory is bounded by the window size (plus one batch per queued step), never by the data set: each epoch the shard
 order is shuffled, consecutive shards are grouped into *windows* of at least ``buffer_clips`` clips, and the clips of
-one window are shuffled together. At most two windows are decoded at a time. Clips stay uint8 (the model rescales);
-shards are read through ``shards.read_shard`` (``np.load(allow_pickle=False)``). Only numpy and ``keras.utils`` are
-used, so the loader works with every Keras backend.
+one window are shuffled together. At most three windows are held decoded: the one in use, the next (decoded in the
+background, its shards in parallel threads, while the current one is consumed) and the previous (for batches that
+loader threads finish late). Clips stay uint8 (the model rescales); shards are read through ``shards.read_shard``
+(``np.load(allow_pickle=False)``). Only numpy and ``keras.utils`` are used, so the loader works with every Keras
+backend.
 
 Batch ``i`` of an epoch is a pure function of ``(seed, epoch, i)``, so loader threads may fetch batches in any order
 and a resumed run sees the same batches as an uninterrupted one.
@@ -18,6 +20,7 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +33,7 @@ from video3dcnn.shards import DatasetIndex, read_shard
 logger = logging.getLogger(__name__)
 
 SUBSETS = ("train", "validation", "all")
-CACHED_WINDOWS = 2
+CACHED_WINDOWS = 3  # the window in use, the next one (prefetched) and the previous one (late batches)
 _BRIGHTNESS = 24  # +/- grey levels of the brightness augmentation
 
 
@@ -86,8 +89,8 @@ class _Decoded:
     offsets: np.ndarray  # first row of each shard
 
     @classmethod
-    def read(cls, shards: Sequence[ShardRows], subset: str) -> _Decoded:
-        parts = [read_subset(shard, subset) for shard in shards]
+    def from_parts(cls, parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> _Decoded:
+        """Assemble the ``(clips, labels)`` of each shard of a window, in window order."""
         sizes = [len(labels) for _, labels in parts]
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         return cls(tuple(clips for clips, _ in parts), np.concatenate([labels for _, labels in parts]), offsets)
@@ -104,6 +107,57 @@ class _Decoded:
         return out, self.labels[rows]
 
 
+class _WindowCache:
+    """Decoded windows, at most ``capacity`` at a time, keyed by their shard ids.
+
+    Windows load on one background thread (so the next one can be prefetched while the current one is consumed),
+    and the shards of a window are decoded in parallel on ``threads`` threads (zlib and numpy release the GIL).
+    """
+
+    def __init__(self, shards: Sequence[ShardRows], subset: str, capacity: int, threads: int) -> None:
+        self.shards, self.subset, self.capacity, self.threads = list(shards), subset, capacity, threads
+        self._ready: OrderedDict[tuple[int, ...], _Decoded] = OrderedDict()
+        self._pending: dict[tuple[int, ...], Future] = {}
+        self._lock = threading.Lock()
+        self._pools: tuple[ThreadPoolExecutor, ThreadPoolExecutor] | None = None
+
+    def get(self, key: tuple[int, ...], prefetch: tuple[int, ...] | None = None) -> _Decoded:
+        """The decoded window ``key`` (waiting for it if needed); start loading ``prefetch`` in the background."""
+        future = self._request(key)
+        if prefetch is not None:
+            self._request(prefetch)
+        return future.result()
+
+    def held_clips(self) -> int:
+        """Clips currently held decoded (for tests of the memory bound)."""
+        with self._lock:
+            return sum(len(window.labels) for window in self._ready.values())
+
+    def _request(self, key: tuple[int, ...]) -> Future:
+        with self._lock:
+            if key in self._ready:
+                self._ready.move_to_end(key)
+                done: Future = Future()
+                done.set_result(self._ready[key])
+                return done
+            if key not in self._pending:
+                if self._pools is None:
+                    self._pools = (ThreadPoolExecutor(1, "video3dcnn-window"),
+                                   ThreadPoolExecutor(self.threads, "video3dcnn-shard"))
+                self._pending[key] = self._pools[0].submit(self._load, key)
+            return self._pending[key]
+
+    def _load(self, key: tuple[int, ...]) -> _Decoded:
+        shards = [self.shards[shard_id] for shard_id in key]
+        decoded = _Decoded.from_parts(list(self._pools[1].map(lambda shard: read_subset(shard, self.subset), shards)))
+        with self._lock:
+            self._ready[key] = decoded
+            self._pending.pop(key, None)
+            while len(self._ready) > self.capacity:
+                self._ready.popitem(last=False)
+        return decoded
+
+
 class ClipLoader(keras.utils.PyDataset):
     """Batches ``(clips uint8 [B,T,H,W,C], labels int32 [B])`` streamed from shards.
 
@@ -113,9 +167,10 @@ class ClipLoader(keras.utils.PyDataset):
         batch_size: clips per batch; the last batch of an epoch may be smaller.
         shuffle: shuffle shard order and clips within each window, differently every epoch.
         seed: seed of the shuffling and augmentation.
-        buffer_clips: clips decoded and shuffled together (a window); bounds memory.
+        buffer_clips: clips decoded and shuffled together (a window); memory is about three windows.
         augment: random horizontal flips and brightness shifts (per clip, all frames alike).
-        workers: threads preparing batches ahead of the model (0 or 1: on the training thread).
+        workers: threads preparing batches ahead of the model (0 or 1: on the training thread); also the number
+            of threads decoding a window's shards.
         max_queue_size: batches prepared ahead when ``workers > 1``.
     """
 
@@ -144,10 +199,9 @@ class ClipLoader(keras.utils.PyDataset):
         self.epoch = 0
         self.num_clips = sum(shard.rows for shard in self.shards)
         self._plan_cache: tuple[int, list[_Window]] | None = None
-        self._cache: OrderedDict[tuple[int, ...], _Decoded] = OrderedDict()
+        self._windows = _WindowCache(self.shards, subset, CACHED_WINDOWS, max(1, workers))
         self._orders: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
-        self._cache_lock = threading.Lock()
-        self._load_lock = threading.Lock()
+        self._orders_lock = threading.Lock()
 
     def __len__(self) -> int:
         return math.ceil(self.num_clips / self.batch_size)
@@ -160,11 +214,13 @@ class ClipLoader(keras.utils.PyDataset):
         windows = self._plan()
         clips, labels = [], []
         first = bisect.bisect_right([w.start for w in windows], start) - 1
-        for window in windows[first:]:
+        for position in range(first, len(windows)):
+            window = windows[position]
             if window.start >= stop:
                 break
             rows = self._order(window)[max(start - window.start, 0) : stop - window.start]
-            window_clips, window_labels = self._window(window).take(rows)
+            following = windows[position + 1].shard_ids if position + 1 < len(windows) else None
+            window_clips, window_labels = self._windows.get(window.shard_ids, prefetch=following).take(rows)
             clips.append(window_clips)
             labels.append(window_labels)
         batch = (clips[0], labels[0]) if len(clips) == 1 else (np.concatenate(clips), np.concatenate(labels))
@@ -198,31 +254,12 @@ class ClipLoader(keras.utils.PyDataset):
         if not self.shuffle:
             return np.arange(window.rows)
         key = (self.epoch, window.shard_ids)
-        with self._cache_lock:
+        with self._orders_lock:
             if key not in self._orders:
                 if len(self._orders) > 4 * CACHED_WINDOWS:
                     self._orders.clear()
                 self._orders[key] = self._rng(1, *window.shard_ids).permutation(window.rows)
             return self._orders[key]
-
-    def _window(self, window: _Window) -> _Decoded:
-        """The decoded clips of ``window``'s shards (cached by shard set, so a window that covers the whole data
-        set is decoded once, not once per epoch)."""
-        key = window.shard_ids
-        with self._cache_lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-        with self._load_lock:  # one load at a time; a second thread waiting for the same window then finds it
-            with self._cache_lock:
-                if key in self._cache:
-                    return self._cache[key]
-            loaded = _Decoded.read([self.shards[shard_id] for shard_id in key], self.subset)
-            with self._cache_lock:
-                self._cache[key] = loaded
-                while len(self._cache) > CACHED_WINDOWS:
-                    self._cache.popitem(last=False)
-            return loaded
 
     def _augment(self, clips: np.ndarray, labels: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Flip some clips left-right and shift their brightness; labels are unchanged."""

@@ -66,7 +66,7 @@ class TrainConfig:
     num_classes: int | None = _hp(None, "expected number of classes; training refuses data with another count")
     workers: int = _hp(2, "loader threads that prepare batches while the model trains")
     shuffle_buffer_mb: int = _hp(
-        1024, "MiB of decoded clips the loader holds (two windows of shards shuffled together); bounds its memory"
+        1024, "MiB of decoded clips the loader holds (three windows of shards, each shuffled together); bounds its memory"
     )
     data_dir: str | None = _hp(None, "processed shards (default: the 'training' channel)", metavar="DIR")
     validation_dir: str | None = _hp(None, "separate validation shards (default: the 'validation' channel, if any)",

@@ -190,11 +190,13 @@ def train(
 
 
 def window_clips(buffer_mb: int, clip_shape: tuple[int, ...]) -> int:
-    """Clips per loader window so that the two windows the loader holds fit in ``buffer_mb`` MiB."""
+    """Clips per loader window so that the windows the loader holds (``data.CACHED_WINDOWS``) fit in ``buffer_mb``."""
+    from video3dcnn.data import CACHED_WINDOWS
+
     clip_bytes = 1
     for size in clip_shape:
         clip_bytes *= size
-    return max(1, buffer_mb * 2**20 // 2 // clip_bytes)
+    return max(1, buffer_mb * 2**20 // CACHED_WINDOWS // clip_bytes)
 
 
 def _merge_history(previous: Mapping[str, list], fitted, initial_epoch: int) -> dict[str, list]:
