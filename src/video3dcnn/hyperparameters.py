@@ -54,7 +54,7 @@ class TrainConfig:
     batch_size: int = _hp(16, "clips per training step (global, over all hosts and GPUs)")
     learning_rate: float = _hp(1e-3, "initial learning rate of the optimizer")
     optimizer: str = _hp("adam", "adam, rmsprop or sgd (momentum 0.9)", choices=OPTIMIZERS)
-    lr_schedule: str = _hp("cosine", "cosine (decay to 1% over all epochs) or constant", choices=LR_SCHEDULES)
+    lr_schedule: str = _hp("cosine", "cosine (decays to 0.01x over all epochs) or constant", choices=LR_SCHEDULES)
     arch: str = _hp("bn", "bn (Conv3D+BatchNorm blocks, global pooling) or seed (the original network)",
                     choices=ARCHITECTURES)
     dropout: float = _hp(0.5, "dropout rate before the classifier")

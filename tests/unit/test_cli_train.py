@@ -102,3 +102,12 @@ def test_outside_a_job_no_failure_file_is_written(tmp_path, monkeypatch):
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path / "absent"))
     assert main(["train", "--data-dir", str(tmp_path / "nowhere")]) == EXIT_USER_ERROR
     assert not (tmp_path / "absent").exists()
+
+
+def test_help_lists_every_option(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--batch_size", "--batch-size", "--batch", "--epoch", "--nclass", "--output", "--lr_schedule"):
+        assert flag in text

@@ -46,7 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
         help="train a 3D CNN on the shards of 'video3dcnn process'",
-        description=__doc__.split("\n\n", 1)[1],
+        description=(
+            "Train a 3D CNN on the output of 'video3dcnn process'. In a SageMaker training job the directories default "
+            "to the job's (SM_CHANNEL_TRAINING, SM_CHANNEL_VALIDATION, SM_MODEL_DIR, SM_OUTPUT_DATA_DIR, "
+            "/opt/ml/checkpoints); hyperparameters come from hyperparameters.json and these flags, flags winning."
+        ),
         allow_abbrev=False,
     )
     parser.__class__ = _HyperparameterParser
