@@ -109,13 +109,14 @@ def _initial_model(config: TrainConfig, index: DatasetIndex, paths: TrainPaths, 
     return compile_model(model, config, steps_per_epoch), 0, {}
 
 
-def _callbacks(config: TrainConfig, paths: TrainPaths, host: str, history: dict, num_clips: int, validating: bool):
+def _callbacks(config: TrainConfig, paths: TrainPaths, host: str, history: dict, num_clips: int, validating: bool,
+               is_chief: bool):
     import keras
 
     from video3dcnn.callbacks import EpochCheckpoint, MetricLine
 
     callbacks = [MetricLine(num_clips)]
-    if paths.checkpoint_dir is not None:
+    if paths.checkpoint_dir is not None and is_chief:  # every host starts from what SageMaker copies back
         callbacks.append(EpochCheckpoint(paths.checkpoint_dir, host, history))
     if config.early_stopping_patience:
         monitor = "val_loss" if validating else "loss"
@@ -143,7 +144,8 @@ def train(
         validation_index: a separate validation data set, or None to use the ``is_val`` clips of ``index``.
         paths: output directories.
         host: this host's name (checkpoint file names).
-        is_chief: write the model and the outputs (only the chief does in a multi-host job).
+        is_chief: write the model, the outputs and the checkpoints (only the chief does in a multi-host job; on a
+            restart SageMaker copies the chief's checkpoints to every host, and all resume from them).
         scope: distribution-strategy scope to build the model in (``distribute.setup``).
         extra_callbacks: more Keras callbacks (tests use one to interrupt a run).
 
@@ -170,7 +172,7 @@ def train(
     with scope or nullcontext():
         model, initial_epoch, history = _initial_model(config, index, paths, host, len(train_loader))
     train_loader.epoch = initial_epoch
-    callbacks = _callbacks(config, paths, host, history, train_loader.num_clips, val_loader is not None)
+    callbacks = _callbacks(config, paths, host, history, train_loader.num_clips, val_loader is not None, is_chief)
     if initial_epoch < config.epochs:
         fitted = model.fit(
             train_loader, validation_data=val_loader, epochs=config.epochs, initial_epoch=initial_epoch,
