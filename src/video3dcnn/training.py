@@ -157,10 +157,27 @@ def train(
     """
     import keras
 
-    from video3dcnn.data import split_loaders
-
     started = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
+    train_loader, val_loader = _loaders(config, index, validation_index)
+    with scope or nullcontext():
+        model, initial_epoch, history = _initial_model(config, index, paths, host, len(train_loader))
+    train_loader.epoch = initial_epoch
+    callbacks = _callbacks(config, paths, host, history, train_loader.num_clips, val_loader is not None, is_chief)
+    history = _fit(model, config, train_loader, val_loader, initial_epoch, history,
+                   callbacks + list(extra_callbacks or []))
+    result = TrainResult(history=history, initial_epoch=initial_epoch)
+    if val_loader is not None:
+        result.report = _validation_report(model, val_loader, index.classes)
+    result.seconds = time.perf_counter() - started
+    if is_chief:
+        save_outputs(model, config, index, paths, result)
+    return result
+
+
+def _loaders(config: TrainConfig, index: DatasetIndex, validation_index: DatasetIndex | None):
+    from video3dcnn.data import split_loaders
+
     buffer_clips = window_clips(config.shuffle_buffer_mb, index.clip_spec.shape)
     train_loader, val_loader = split_loaders(
         index, validation_index, config.batch_size, seed=config.seed, buffer_clips=buffer_clips,
@@ -169,26 +186,20 @@ def train(
     logger.info("%d training clips, %d validation clips, %d classes, clip shape %s",
                 train_loader.num_clips, val_loader.num_clips if val_loader else 0, len(index.classes),
                 index.clip_spec.shape)
-    with scope or nullcontext():
-        model, initial_epoch, history = _initial_model(config, index, paths, host, len(train_loader))
-    train_loader.epoch = initial_epoch
-    callbacks = _callbacks(config, paths, host, history, train_loader.num_clips, val_loader is not None, is_chief)
-    if initial_epoch < config.epochs:
-        fitted = model.fit(
-            train_loader, validation_data=val_loader, epochs=config.epochs, initial_epoch=initial_epoch,
-            shuffle=False, verbose=0, callbacks=callbacks + list(extra_callbacks or []),
-        )
-        history = _merge_history(history, fitted, initial_epoch)
-    else:
+    return train_loader, val_loader
+
+
+def _fit(model, config: TrainConfig, train_loader, val_loader, initial_epoch: int, history: dict, callbacks: list):
+    """Fit the remaining epochs and return the history of all epochs."""
+    if initial_epoch >= config.epochs:
         logger.info("the checkpoint already completed %d of %d epochs: nothing left to train", initial_epoch,
                     config.epochs)
-    result = TrainResult(history=history, initial_epoch=initial_epoch)
-    if val_loader is not None:
-        result.report = _validation_report(model, val_loader, index.classes)
-    result.seconds = time.perf_counter() - started
-    if is_chief:
-        save_outputs(model, config, index, paths, result)
-    return result
+        return history
+    fitted = model.fit(
+        train_loader, validation_data=val_loader, epochs=config.epochs, initial_epoch=initial_epoch,
+        shuffle=False, verbose=0, callbacks=callbacks,
+    )
+    return _merge_history(history, fitted, initial_epoch)
 
 
 def window_clips(buffer_mb: int, clip_shape: tuple[int, ...]) -> int:
