@@ -73,6 +73,8 @@ class TrainResult:
     report: dict[str, Any] | None = None
     initial_epoch: int = 0
     seconds: float = 0.0
+    train_clips: int = 0
+    validation_clips: int = 0
 
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int):
@@ -166,7 +168,8 @@ def train(
     callbacks = _callbacks(config, paths, host, history, train_loader.num_clips, val_loader is not None, is_chief)
     history = _fit(model, config, train_loader, val_loader, initial_epoch, history,
                    callbacks + list(extra_callbacks or []))
-    result = TrainResult(history=history, initial_epoch=initial_epoch)
+    result = TrainResult(history=history, initial_epoch=initial_epoch, train_clips=train_loader.num_clips,
+                         validation_clips=val_loader.num_clips if val_loader else 0)
     if val_loader is not None:
         result.report = _validation_report(model, val_loader, index.classes)
     result.seconds = time.perf_counter() - started
@@ -273,7 +276,11 @@ def _cell(values: list, row: int) -> str:
 def metrics_summary(config: TrainConfig, index: DatasetIndex, result: TrainResult) -> dict[str, Any]:
     """The content of metrics.json: last and best epoch, the validation report and the settings."""
     history = result.history
-    summary: dict[str, Any] = {"epochs_completed": len(history.get("epoch", []))}
+    summary: dict[str, Any] = {
+        "epochs_completed": len(history.get("epoch", [])),
+        "train_clips": result.train_clips,
+        "validation_clips": result.validation_clips,
+    }
     if history.get("epoch"):
         summary["final"] = {key: values[-1] for key, values in history.items() if values}
     if history.get("val_accuracy"):

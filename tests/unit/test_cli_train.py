@@ -111,3 +111,13 @@ def test_help_lists_every_option(capsys):
     text = capsys.readouterr().out
     for flag in ("--batch_size", "--batch-size", "--batch", "--epoch", "--nclass", "--output", "--lr_schedule"):
         assert flag in text
+
+
+@pytest.mark.slow
+def test_validation_channel_validates_and_all_training_clips_train(opt_ml):
+    _job(opt_ml, {"epochs": "1", "batch_size": "4", "workers": "0"})
+    write_dataset(opt_ml / "input" / "data" / "validation", clips_per_class=3, host="algo-9", seed=1)
+    assert main(["train"]) == 0
+    metrics = json.loads((opt_ml / "output" / "data" / "metrics.json").read_text())
+    assert metrics["validation"]["count"] == metrics["validation_clips"] == 6  # all of the validation channel
+    assert metrics["train_clips"] == 8  # all of the training channel, its is_val clips included
