@@ -104,6 +104,7 @@ def test_an_interrupted_run_resumes_from_its_latest_checkpoint(tmp_path, caplog)
         train(config, index, None, _paths(tmp_path), host="algo-1", extra_callbacks=[_InterruptAfter(2)])
     assert not (tmp_path / "model" / "model.keras").exists()
     assert checkpoints.latest(tmp_path / "ckpt").epoch == 2
+    caplog.clear()
     with caplog.at_level(logging.INFO):
         result = train(config, index, None, _paths(tmp_path), host="algo-1")
     assert result.initial_epoch == 2
