@@ -155,10 +155,11 @@ class ShardWriter:
     ``entries`` holds the manifest entry of every shard written.
     """
 
-    def __init__(self, directory: Path, host: str, shard_size: int) -> None:
+    def __init__(self, directory: Path, host: str, shard_size: int, compress: bool = True) -> None:
         self.directory = directory
         self.host = host
         self.shard_size = shard_size
+        self.compress = compress
         self.entries: list[dict] = []
         self._buffer: list[tuple[DecodedVideo, int, str, bool, str]] = []
         self._clips = 0
@@ -184,7 +185,7 @@ class ShardWriter:
             frame_indices=np.concatenate([decoded.frame_indices for decoded, *_ in self._buffer]),
         )
         name = shard_name(self.host, len(self.entries))
-        size = write_shard(self.directory / name, shard)
+        size = write_shard(self.directory / name, shard, compress=self.compress)
         validation = int(shard.is_val.sum())
         self.entries.append(
             {
@@ -370,7 +371,7 @@ def process(
     if not videos:
         logger.warning("no videos for this instance (%d in the input); writing an empty manifest", len(found.videos))
     workers = max(1, min(options.workers or default_workers(), len(videos)))
-    writer = ShardWriter(output_dir, host, options.shard_size or default_shard_size(spec))
+    writer = ShardWriter(output_dir, host, options.shard_size or default_shard_size(spec), options.compress)
     run = _Run(output_dir, host, hosts, options, found, writer, _Tally(found.classes, skipped=skipped))
     logger.info("decoding %d videos with %d workers into %s clips %s", len(videos), workers, spec.sampling, spec.shape)
     with contextlib.closing(_decode_all(videos, spec, workers)) as results:  # stops the workers on any error

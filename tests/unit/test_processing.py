@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from videos import decode_clip, write_index_video
 
+from video3dcnn.cli import main as cli_main
 from video3dcnn.discovery import is_validation
 from video3dcnn.errors import DataError
 from video3dcnn.process_options import ProcessOptions
@@ -125,11 +126,11 @@ def test_a_run_that_dies_midway_leaves_nothing_that_looks_complete(
 
     real_write, calls = processing.write_shard, []
 
-    def write_then_die(path: Path, shard) -> int:
+    def write_then_die(path: Path, shard, **kwargs) -> int:
         calls.append(path)
         if len(calls) == 2:
             raise KeyboardInterrupt  # as if the job were stopped while writing the second shard
-        return real_write(path, shard)
+        return real_write(path, shard, **kwargs)
 
     monkeypatch.setattr(processing, "write_shard", write_then_die)
     with pytest.raises(KeyboardInterrupt):
@@ -232,3 +233,20 @@ def test_sliding_gray_clips_keep_their_video_label_group_and_indices(tmp_path: P
     ):
         assert decode_clip(clip) == indices.tolist() and indices[1] - indices[0] == 1
         assert CLASSES[label] == path.split("/")[0] and group == f"{CLASSES[label]}_g{path.split('_g')[1][:2]}"
+
+
+def test_compress_false_stores_clips_uncompressed(tmp_path):
+    import zipfile
+
+    from video3dcnn.synthetic import write_motion_dataset
+
+    write_motion_dataset(tmp_path / "videos", groups=2, clips_per_group=1, num_frames=8, height=32, width=32)
+    for compress in (True, False):
+        out = tmp_path / f"out-{compress}"
+        assert cli_main(["process", "--input", str(tmp_path / "videos"), "--output", str(out), "--workers", "1",
+                         "--frames", "4", "--compress", str(compress).lower(), "--preview", "false"]) == 0
+        shard = next(out.glob("*.npz"))
+        with zipfile.ZipFile(shard) as archive:
+            method = archive.getinfo("clips.npy").compress_type
+        assert method == (zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED)
+        assert json.loads(next(out.glob("manifest-*.json")).read_text())["options"]["compress"] is compress
