@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the tests need (Debian/Ubuntu, run as root in CI): mmdebstrap builds the offline base image,
-# docker-registry serves the local registry of the push test.
-SYSTEM_PACKAGES=(mmdebstrap docker-registry)
+# docker-registry serves the local registry of the push test, docker-compose (v1.29) runs the compose and SDK tests.
+SYSTEM_PACKAGES=(mmdebstrap docker-registry docker-compose)
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
 if [ ${#missing[@]} -gt 0 ]; then
