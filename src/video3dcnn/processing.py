@@ -43,6 +43,7 @@ from video3dcnn.discovery import (
     in_partition,
     is_validation,
     read_class_list,
+    stable_fraction,
 )
 from video3dcnn.errors import DataError, ToolkitError, VideoDecodeError
 from video3dcnn.preview import thumbnail, write_preview
@@ -266,6 +267,16 @@ def _discover(input_dir: Path, options: ProcessOptions) -> Discovery:
     return discover(input_dir, options.label_from, manifest, classes, options.extension_list())
 
 
+def shard_order(videos: Sequence[LabelledVideo]) -> list[LabelledVideo]:
+    """The videos in a stable pseudo-random order (SHA-256 of the relative path).
+
+    Sorted paths would fill each shard with one or two classes, and the training loader shuffles within a window of
+    shards: on data sets larger than that window, batches would then see few classes. Hashing mixes the classes
+    into every shard while keeping the output identical across runs, machines and worker counts.
+    """
+    return sorted(videos, key=lambda video: (stable_fraction(video.relpath, "order:"), video.relpath))
+
+
 def _partition(found: Discovery, options: ProcessOptions) -> tuple[list[LabelledVideo], list[SkippedFile]]:
     """This instance's videos and skipped files when a replicated input is split between instances."""
     if not options.num_shards or options.num_shards == 1:
@@ -367,6 +378,7 @@ def process(
     spec = options.clip_spec()
     found = _discover(input_dir, options)
     videos, skipped = _partition(found, options)
+    videos = shard_order(videos)
     clear_previous_output(output_dir, host)
     if not videos:
         logger.warning("no videos for this instance (%d in the input); writing an empty manifest", len(found.videos))
