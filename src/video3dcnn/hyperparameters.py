@@ -63,6 +63,9 @@ class TrainConfig:
         None, "stop after this many epochs without a better val_loss and keep the best weights (off by default)"
     )
     augment: bool = _hp(False, "random horizontal flips and brightness; off because a flip changes left/right motion")
+    export_saved_model: bool = _hp(
+        False, "also write a TensorFlow SavedModel to <model_dir>/saved_model/1 (TensorFlow Serving; TF backend only)"
+    )
     num_classes: int | None = _hp(None, "expected number of classes; training refuses data with another count")
     workers: int = _hp(2, "loader threads that prepare batches while the model trains")
     shuffle_buffer_mb: int = _hp(

@@ -244,6 +244,10 @@ def save_outputs(model, config: TrainConfig, index: DatasetIndex, paths: TrainPa
     save_model(model, paths.model_dir / MODEL_FILE)
     write_classes(paths.model_dir, index.classes)
     write_json_atomic(paths.model_dir / CLIP_SPEC_FILE, index.clip_spec.to_dict())
+    if config.export_saved_model:
+        from video3dcnn.export import export_saved_model
+
+        export_saved_model(model, paths.model_dir)
     out = paths.output_data_dir
     write_text_atomic(out / HISTORY_FILE, history_csv(result.history))
     write_json_atomic(out / METRICS_FILE, metrics_summary(config, index, result))
