@@ -59,16 +59,17 @@ def _row(name: str, clips: Sequence[np.ndarray], shape: tuple[int, ...], per_row
 
 
 def render_preview(
-    classes: Sequence[str], clips_by_class: Mapping[str, Sequence[np.ndarray]], per_row: int = 3
+    classes: Sequence[str], clips_by_class: Mapping[str, Sequence[np.ndarray]], per_row: int | None = None
 ) -> np.ndarray:
     """The preview image (RGB uint8): one row per class in class order; classes without clips get an empty row.
 
     Args:
         classes: class names, in label order.
         clips_by_class: a few clips ``[T, H, W, C]`` (uint8, RGB or gray) per class name.
-        per_row: clips shown per class.
+        per_row: clips shown per class (default: as many as the fullest class has, so no empty columns).
     """
     clips_by_class = {name: [thumbnail(clip) for clip in clips] for name, clips in clips_by_class.items()}
+    per_row = per_row or max(len(clips) for clips in clips_by_class.values())
     sample = next(clip for clips in clips_by_class.values() for clip in clips)
     scale = _scale_for(sample.shape[1])
     rows = [_row(name, list(clips_by_class.get(name, [])), sample.shape, per_row, scale) for name in classes]

@@ -29,6 +29,8 @@ def test_one_row_per_class_in_class_order_with_rgb_colours(tmp_path: Path) -> No
     assert tuple(image[row // 2, LABEL_WIDTH + 2]) == (0, 0, 255)  # first row: blue
     assert tuple(image[2 * (row + 4) + row // 2, LABEL_WIDTH + 2]) == (255, 0, 0)  # third row: red
     assert np.all(image[row + 4 + row // 2, LABEL_WIDTH:] == 255)  # a class without clips: an empty row
+    strip = 3 * 8 * scale  # frames x width x scale
+    assert image.shape[1] == LABEL_WIDTH + 2 * (strip + 4)  # as wide as the fullest class (blue, two clips)
     path = write_preview(tmp_path / "preview.png", ["blue", "empty", "red"], clips)
     stored = cv2.imread(str(path))  # cv2 reads BGR: the file holds true colours
     assert tuple(stored[row // 2, LABEL_WIDTH + 2]) == (255, 0, 0)
