@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from video3dcnn.errors import DataError
-from video3dcnn.shards import write_json_atomic
+from video3dcnn.shards import atomic_path, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +52,8 @@ def checkpoint_path(directory: Path, host: str, epoch: int) -> Path:
 
 def save_model(model, path: Path) -> Path:
     """``model.save`` to a temporary ``.keras`` name beside ``path``, then rename (no half-written model files)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
-    try:
+    with atomic_path(path, suffix=".tmp.keras") as tmp:  # Keras picks the format by extension
         model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

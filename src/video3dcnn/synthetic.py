@@ -65,18 +65,18 @@ def write_video(path: Path, frames: np.ndarray, fps: float = 25.0) -> Path:
     """Encode RGB frames as MPEG-4 Part 2 (``mp4v``) with OpenCV; atomic (temp name, then rename)."""
     import cv2
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    from video3dcnn.shards import atomic_path
+
     height, width = frames.shape[1:3]
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write mp4v video to {tmp}")
-    try:
-        for frame in frames:
-            writer.write(np.ascontiguousarray(frame[..., ::-1]))
-    finally:
-        writer.release()
-    tmp.replace(path)
+    with atomic_path(path, suffix=f".tmp{path.suffix}") as tmp:  # OpenCV picks the container by extension
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        if not writer.isOpened():
+            raise RuntimeError(f"OpenCV cannot write mp4v video to {tmp}")
+        try:
+            for frame in frames:
+                writer.write(np.ascontiguousarray(frame[..., ::-1]))
+        finally:
+            writer.release()
     return path
 
 
