@@ -5,7 +5,7 @@ order is shuffled, consecutive shards are grouped into *windows* of at least ``b
 one window are shuffled together. At most three windows are held decoded: the one in use, the next (decoded in the
 background, its shards in parallel threads, while the current one is consumed) and the previous (for batches that
 loader threads finish late). Clips stay uint8 (the model rescales); shards are read through ``shards.read_shard``
-(``np.load(allow_pickle=False)``). Only numpy and ``keras.utils`` are used, so the loader works with every Keras
+(no pickle, one-call inflate). Only numpy and ``keras.utils`` are used, so the loader works with every Keras
 backend.
 
 Batch ``i`` of an epoch is a pure function of ``(seed, epoch, i)``, so loader threads may fetch batches in any order
@@ -28,7 +28,7 @@ import keras
 import numpy as np
 
 from video3dcnn.errors import DataError
-from video3dcnn.shards import DatasetIndex, read_shard
+from video3dcnn.shards import DatasetIndex, check_same_data, read_shard
 
 logger = logging.getLogger(__name__)
 
@@ -274,13 +274,7 @@ class ClipLoader(keras.utils.PyDataset):
 
 def check_compatible_with(index: DatasetIndex, classes: Sequence[str], clip_spec, other: str) -> None:
     """Refuse ``index`` unless its class list and clip spec equal ``classes`` and ``clip_spec`` (from ``other``)."""
-    if tuple(index.classes) != tuple(classes):
-        raise DataError(
-            f"class lists differ between {index.manifests[0]} and {other}: "
-            "process all videos with one --classes file"
-        )
-    if index.clip_spec != clip_spec:
-        raise DataError(f"clip specs differ between {index.manifests[0]} and {other}")
+    check_same_data((index.classes, index.clip_spec, str(index.manifests[0])), (classes, clip_spec, other))
 
 
 def check_compatible(train: DatasetIndex, validation: DatasetIndex) -> None:

@@ -272,6 +272,26 @@ def find_manifests(directory: Path) -> list[Path]:
     return sorted(directory.glob(f"{MANIFEST_PREFIX}*.json"))
 
 
+def check_same_data(
+    one: tuple[Sequence[str], ClipSpec, str], other: tuple[Sequence[str], ClipSpec, str]
+) -> None:
+    """Refuse two data sets (or a data set and a model) unless class lists and clip specs agree.
+
+    Args:
+        one, other: ``(classes, clip_spec, name)``; the names appear in the error.
+
+    Raises:
+        DataError: naming both sides.
+    """
+    (classes, spec, name), (other_classes, other_spec, other_name) = one, other
+    if tuple(classes) != tuple(other_classes):
+        raise DataError(
+            f"class lists differ between {name} and {other_name}: process all videos with one --classes file"
+        )
+    if spec != other_spec:
+        raise DataError(f"clip specs differ between {name} and {other_name}")
+
+
 def load_index(directory: Path) -> DatasetIndex:
     """Read and cross-check every manifest in ``directory``.
 
@@ -290,10 +310,10 @@ def load_index(directory: Path) -> DatasetIndex:
     shards: list[ShardInfo] = []
     for path in manifests:
         manifest = first if path == first_path else read_manifest(path)
-        if manifest["classes"] != first["classes"]:
-            raise DataError(f"class lists differ between {first_path.name} and {path.name}: process all hosts with one --classes file")
-        if ClipSpec.from_dict(manifest["clip_spec"]) != ClipSpec.from_dict(first["clip_spec"]):
-            raise DataError(f"clip specs differ between {first_path.name} and {path.name}")
+        check_same_data(
+            (first["classes"], ClipSpec.from_dict(first["clip_spec"]), first_path.name),
+            (manifest["classes"], ClipSpec.from_dict(manifest["clip_spec"]), path.name),
+        )
         for entry in manifest["shards"]:
             shard_path = directory / entry["file"]
             if not shard_path.is_file():
