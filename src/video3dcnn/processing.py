@@ -104,7 +104,7 @@ def decode_task(task: tuple[str, ClipSpec]) -> tuple[DecodedVideo | None, str | 
 def ordered_map(function: Callable[[Any], Any], items: Iterable[Any], workers: int) -> Iterator[Any]:
     """``map(function, items)`` over ``workers`` processes, results in input order, at most a few per worker ahead.
 
-    One worker runs in this process. A process pool replaces ``multiprocessing.Pool.imap`` because a pool whose worker
+    With one worker everything runs in this process. A process pool replaces ``multiprocessing.Pool.imap`` because a pool whose worker
     is killed hangs forever; here the run stops with ``WorkerDiedError``.
     """
     if workers <= 1:

@@ -139,7 +139,8 @@ def write_shard(path: Path, shard: Shard, compress: bool = True) -> int:
                 info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
                 stored = key == "clips" and not compress
                 info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
-                info._compresslevel = 1  # fast to write; higher levels save ~1% on video (zipfile has no public knob before 3.13)
+                # Level 1: fast to write; higher levels save ~1% on video. No public knob before Python 3.13.
+                info._compresslevel = 1
                 with archive.open(info, "w", force_zip64=True) as member:
                     np.lib.format.write_array(member, array, allow_pickle=False)
     return path.stat().st_size

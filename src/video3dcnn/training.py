@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 import time
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
@@ -209,10 +210,7 @@ def window_clips(buffer_mb: int, clip_shape: tuple[int, ...]) -> int:
     """Clips per loader window so that the windows the loader holds (``data.CACHED_WINDOWS``) fit in ``buffer_mb``."""
     from video3dcnn.data import CACHED_WINDOWS
 
-    clip_bytes = 1
-    for size in clip_shape:
-        clip_bytes *= size
-    return max(1, buffer_mb * 2**20 // CACHED_WINDOWS // clip_bytes)
+    return max(1, buffer_mb * 2**20 // CACHED_WINDOWS // math.prod(clip_shape))
 
 
 def _merge_history(previous: Mapping[str, list], fitted, initial_epoch: int) -> dict[str, list]:

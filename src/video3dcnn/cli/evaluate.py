@@ -64,7 +64,8 @@ def _score_videos(trained, root: Path, batch_size: int, output_dir: Path) -> tup
     if not scored:
         raise DataError(f"none of the {len(predictions)} videos under {root} could be decoded")
     labels = np.array([trained.classes.index(video.label) for video, _ in scored], np.int64)
-    probabilities = np.array([[dict(p.ranked)[name] for name in trained.classes] for _, p in scored])
+    by_class = [dict(p.ranked) for _, p in scored]
+    probabilities = np.array([[ranked[name] for name in trained.classes] for ranked in by_class])
     failed = [{"path": str(p.path), "error": p.error} for p in predictions if p.error]
     return labels, probabilities, {"videos": str(root), "failed": failed, "skipped": len(found.skipped)}
 
