@@ -1,17 +1,28 @@
-"""A minimal AVI 1.0 writer for packets that are already encoded: one video stream, no index, no audio.
+"""AVI (RIFF) without a decoder: list the video packets of a file, and write packets that are already encoded.
 
-The keyframe-aware decoder copies runs of compressed MPEG-4 Part 2 packets into such a file and decodes it with
-OpenCV. AVI rather than a raw elementary stream because FFmpeg opens it without probing (0.2 ms against 8 ms for a
-raw .m4v stream, measured). Layout (RIFF, little-endian; sizes patched on close)::
+The keyframe-aware decoder (``video``) reads XviD/DivX AVI files with ``read_video_packets``: one pass over the chunk
+headers, about 20 times cheaper than demuxing through OpenCV packet by packet. It copies runs of the compressed packets
+into a new file with ``AviWriter`` and decodes that with OpenCV. AVI rather than a raw elementary stream because
+FFmpeg opens it without probing (0.2 ms against 8 ms for a raw .m4v stream, measured). Layout (little-endian, every
+chunk padded to an even size)::
 
-    RIFF 'AVI ' ( LIST 'hdrl' ( avih, LIST 'strl' ( strh, strf = BITMAPINFOHEADER + codec extradata ) ),
-                  LIST 'movi' ( '00dc' chunk per packet, each padded to an even size ) )
+    RIFF 'AVI ' ( LIST 'hdrl' ( avih, LIST 'strl' ( strh, strf = BITMAPINFOHEADER + codec extradata ) ... ),
+                  LIST 'movi' ( '00dc' chunk per packet, maybe grouped in LIST 'rec ', 'ix00' index chunks ),
+                  idx1 )
+    RIFF 'AVIX' ( LIST 'movi' ( ... ) ) ...      (OpenDML files over 1 GiB)
+
+The writer emits one video stream, no index, no audio, sizes patched on close.
 """
 
 from __future__ import annotations
 
 import struct
+import mmap
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
+
+Buffer = bytes | bytearray | memoryview | mmap.mmap
 
 AVIH_SIZE = 56
 STRH_SIZE = 56
@@ -43,9 +54,9 @@ class AviWriter:
         self._handle = handle
         self._frames = 0
         self._start = handle.tell()
-        strf = _pad(self._bitmap_info(fourcc, width, height, len(extradata)) + extradata)
+        strf = self._bitmap_info(fourcc, width, height, len(extradata)) + extradata
         strl = b"strl" + _chunk_header(b"strh", STRH_SIZE) + self._stream_header(fourcc, fps, width, height)
-        strl += _chunk_header(b"strf", len(strf)) + strf
+        strl += _chunk_header(b"strf", len(strf)) + _pad(strf)
         hdrl = b"hdrl" + _chunk_header(b"avih", AVIH_SIZE) + self._main_header(fps, width, height)
         hdrl += _chunk_header(b"LIST", len(strl)) + strl
         handle.write(_chunk_header(b"RIFF", 0) + b"AVI " + _chunk_header(b"LIST", len(hdrl)) + hdrl)
@@ -98,3 +109,100 @@ class AviWriter:
             self._handle.seek(offset)
             self._handle.write(struct.pack("<I", value))
         self._handle.seek(end)
+
+
+@dataclass(frozen=True)
+class AviVideo:
+    """The first video stream of an AVI file, as its headers and chunks describe it.
+
+    Attributes:
+        fourcc: the codec tag of the stream format (``biCompression``), upper case.
+        width, height: frame size from the stream format.
+        extradata: codec configuration stored after the BITMAPINFOHEADER (may be empty).
+        packets: ``(offset, size)`` of the stream's chunks' payloads in file order, one per packet.
+    """
+
+    fourcc: str
+    width: int
+    height: int
+    extradata: bytes
+    packets: list[tuple[int, int]]
+
+
+class AviFormatError(ValueError):
+    """The data is not an AVI file this reader can list exactly (not RIFF AVI, cut short, or inconsistent)."""
+
+
+def _chunks(data: Buffer, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """``(fourcc, payload offset, payload size)`` of the chunks between ``start`` and ``end``."""
+    position = start
+    while position + 8 <= end:
+        fourcc, size = struct.unpack_from("<4sI", data, position)
+        if position + 8 + size > end:
+            raise AviFormatError(f"chunk {fourcc!r} at {position} runs past the end of its list")
+        yield fourcc, position + 8, size
+        position += 8 + size + (size & 1)
+
+
+def _stream_format(data: Buffer, start: int, end: int) -> tuple[bool, tuple[str, int, int, bytes] | None]:
+    """Whether a ``strl`` list is a video stream, and its format (fourcc, width, height, extradata)."""
+    video, found = False, None
+    for fourcc, offset, size in _chunks(data, start, end):
+        if fourcc == b"strh" and size >= 4:
+            video = bytes(data[offset : offset + 4]) == b"vids"
+        elif fourcc == b"strf" and size >= BITMAPINFOHEADER_SIZE:
+            _, width, height, _, _, compression = struct.unpack_from("<IiiHH4s", data, offset)
+            extradata = bytes(data[offset + BITMAPINFOHEADER_SIZE : offset + size])
+            found = (compression.decode("latin-1").upper(), width, abs(height), extradata)
+    return video, found
+
+
+def _movi_packets(data: Buffer, start: int, end: int, tags: tuple[bytes, bytes], packets: list[tuple[int, int]]):
+    for fourcc, offset, size in _chunks(data, start, end):
+        if fourcc in tags:
+            packets.append((offset, size))
+        elif fourcc == b"LIST" and bytes(data[offset : offset + 4]) == b"rec ":
+            _movi_packets(data, offset + 4, offset + size, tags, packets)
+
+
+def _index_count(data: Buffer, start: int, size: int, tags: tuple[bytes, bytes]) -> int:
+    """Entries of an ``idx1`` index that belong to the video stream."""
+    return sum(1 for (tag,) in struct.iter_unpack("<4s12x", data[start : start + size - size % 16]) if tag in tags)
+
+
+def read_video_packets(data: Buffer) -> AviVideo:
+    """List the packets of the first video stream of the AVI file held in ``data`` (bytes or an ``mmap``).
+
+    Raises:
+        AviFormatError: ``data`` is not a RIFF AVI file, has no video stream, is cut short, or its ``idx1`` index
+            counts a different number of video packets than its chunks hold (then what FFmpeg would read is unclear).
+    """
+    if len(data) < 12 or struct.unpack_from("<4sI4s", data, 0)[::2] != (b"RIFF", b"AVI "):
+        raise AviFormatError("not a RIFF AVI file")
+    stream, video = 0, None
+    packets: list[tuple[int, int]] = []
+    tags = (b"", b"")
+    indexed = None
+    for riff, riff_offset, riff_size in _chunks(data, 0, len(data)):
+        if riff != b"RIFF":
+            continue
+        for fourcc, offset, size in _chunks(data, riff_offset + 4, riff_offset + riff_size):
+            kind = bytes(data[offset : offset + 4]) if fourcc == b"LIST" else b""
+            if kind == b"hdrl":
+                for list_tag, strl, strl_size in _chunks(data, offset + 4, offset + size):
+                    if list_tag != b"LIST" or bytes(data[strl : strl + 4]) != b"strl" or video is not None:
+                        continue
+                    is_video, found = _stream_format(data, strl + 4, strl + strl_size)
+                    if is_video and found:
+                        video = found
+                        tags = (b"%02ddc" % stream, b"%02ddb" % stream)
+                    stream += 1
+            elif kind == b"movi":
+                _movi_packets(data, offset + 4, offset + size, tags, packets)
+            elif fourcc == b"idx1":
+                indexed = _index_count(data, offset, size, tags)
+    if video is None:
+        raise AviFormatError("no video stream")
+    if indexed is not None and indexed != len(packets):
+        raise AviFormatError(f"the index lists {indexed} video packets, the file holds {len(packets)}")
+    return AviVideo(*video, packets)

@@ -28,16 +28,17 @@ from __future__ import annotations
 
 import itertools
 import logging
+import mmap
 import tempfile
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
-from video3dcnn.avi import AviWriter
+from video3dcnn.avi import AviWriter, read_video_packets
 from video3dcnn.clips import clip_indices, plan_runs, runs_cost, wanted_frames
 from video3dcnn.config import ClipSpec
 from video3dcnn.errors import VideoDecodeError
@@ -101,16 +102,23 @@ def decode_clips(path: Path, spec: ClipSpec) -> DecodedVideo:
     """
     path = Path(path)
     _check_file(path)
+    scan = None
+    if spec.sampling != "head" and path.suffix.lower() == ".avi":
+        scan = _scan_avi(path)  # XviD/DivX AVI: no OpenCV demuxing needed to plan keyframe runs
+        decoded = _decode_keyframe_runs(path, spec, scan) if scan is not None and scan.exact else None
+        if decoded is not None:
+            return decoded
     with open_capture(path) as capture:
         fourcc, header_count = stream_info(capture)
         if spec.sampling == "head":  # the first frames need no frame count
             return _decode_sequential(path, spec, None, capture)
         estimate = header_count if path.suffix.lower() in HEADER_COUNT_SUFFIXES and header_count > 0 else None
-        if fourcc in MPEG4_PART2_FOURCCS:
+        if scan is None and fourcc in MPEG4_PART2_FOURCCS:
             scan = scan_mpeg4_packets(path)
             decoded = _decode_keyframe_runs(path, spec, scan) if scan.exact else None
             if decoded is not None:
                 return decoded
+        if scan is not None:
             estimate = scan.count
         elif estimate is None:
             estimate = count_packets(path)
@@ -254,6 +262,8 @@ class PacketScan:
         width, height: coded frame size.
         exact: every packet is one coded I- or P-frame, the first is an I-frame and the header names its encoder, so
             packet ``i`` is decoded frame ``i`` and runs from a keyframe decode exactly as in the full file.
+        offsets: ``(offset, size)`` of every packet in the file when the scan read an AVI file itself; empty when it
+            demuxed through OpenCV (the runs are then demuxed again).
     """
 
     count: int
@@ -262,6 +272,7 @@ class PacketScan:
     width: int
     height: int
     exact: bool
+    offsets: tuple[tuple[int, int], ...] = ()
 
 
 def _extradata(capture: cv2.VideoCapture) -> bytes:
@@ -279,19 +290,15 @@ def _packet_bytes(capture: cv2.VideoCapture) -> bytes:
     return packet.tobytes() if ok and packet is not None else b""
 
 
-def scan_mpeg4_packets(path: Path) -> PacketScan:
-    """Demux ``path`` without decoding and classify every packet (see ``PacketScan``)."""
-    with open_capture(path, raw=True) as capture:
-        size = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        header = _extradata(capture)
-        vol: VolHeader | None = parse_vol(header)
-        kinds: list[str] = []
-        while capture.grab():
-            data = _packet_bytes(capture)
-            if not kinds:
-                header += config_prefix(data)
-                vol = vol or parse_vol(header)
-            kinds.append(vop_kind(data, vol) if vol else "none")
+def _classify(packets: Iterable[bytes], header: bytes, width: int, height: int) -> PacketScan:
+    """Classify every packet of an MPEG-4 Part 2 stream (see ``PacketScan``); ``header`` is the extradata."""
+    vol: VolHeader | None = parse_vol(header)
+    kinds: list[str] = []
+    for data in packets:
+        if not kinds:
+            header += config_prefix(data)
+            vol = vol or parse_vol(header)
+        kinds.append(vop_kind(data, vol) if vol else "none")
     keyframes = tuple(i for i, kind in enumerate(kinds) if kind == "I")
     exact = (
         bool(kinds)
@@ -299,24 +306,66 @@ def scan_mpeg4_packets(path: Path) -> PacketScan:
         and all(kind in ("I", "P") for kind in kinds)
         and any(signature in header for signature in ENCODER_SIGNATURES)
     )
-    return PacketScan(len(kinds), keyframes, header, size[0], size[1], exact)
+    return PacketScan(len(kinds), keyframes, header, width, height, exact)
 
 
-def _write_runs(path: Path, scan: PacketScan, runs: list[tuple[int, int]], target: BinaryIO) -> None:
-    """Copy the packets of ``runs`` into an AVI file, the configuration headers in front of the first one."""
-    avi = AviWriter(target, "FMP4", scan.width, scan.height, scan.header)
+def _scan_avi(path: Path) -> PacketScan | None:
+    """Scan an MPEG-4 Part 2 AVI file by reading its chunks directly; None for other codecs or unreadable AVI."""
+    try:
+        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            avi = read_video_packets(data)
+            if avi.fourcc not in MPEG4_PART2_FOURCCS:
+                return None
+            scan = _classify(
+                (data[offset : offset + size] for offset, size in avi.packets), avi.extradata, avi.width, avi.height
+            )
+    except (OSError, ValueError) as exc:  # AviFormatError is a ValueError; OpenCV's demuxer gets the file next
+        logger.debug("%s: not read as AVI (%s)", path, exc)
+        return None
+    return replace(scan, offsets=tuple(avi.packets))
+
+
+def scan_mpeg4_packets(path: Path) -> PacketScan:
+    """Demux ``path`` without decoding and classify every packet (see ``PacketScan``).
+
+    AVI files are read directly; other containers (and AVI files the reader declines) through OpenCV's demuxer.
+    """
+    if path.suffix.lower() == ".avi" and (scan := _scan_avi(path)) is not None:
+        return scan
+    with open_capture(path, raw=True) as capture:
+        size = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        packets = iter(lambda: _packet_bytes(capture) if capture.grab() else None, None)
+        return _classify(packets, _extradata(capture), *size)
+
+
+def _run_packets(path: Path, scan: PacketScan, runs: list[tuple[int, int]]) -> Iterator[bytes]:
+    """The packets of ``runs``, in order: read at their offsets, or demuxed again through OpenCV."""
+    if scan.offsets:
+        with open(path, "rb") as handle:
+            for start, stop in runs:
+                for offset, size in scan.offsets[start : stop + 1]:
+                    handle.seek(offset)
+                    yield handle.read(size)
+        return
     bounds = iter(runs)
     start, stop = next(bounds)
-    prefix = scan.header
     with open_capture(path, raw=True) as capture:
         for index in itertools.count():
             if index > stop:
                 start, stop = next(bounds, (None, None))
             if start is None or not capture.grab():
-                break
+                return
             if index >= start:
-                avi.write(prefix + _packet_bytes(capture))
-                prefix = b""
+                yield _packet_bytes(capture)
+
+
+def _write_runs(path: Path, scan: PacketScan, runs: list[tuple[int, int]], target: BinaryIO) -> None:
+    """Copy the packets of ``runs`` into an AVI file, the configuration headers in front of the first one."""
+    avi = AviWriter(target, "FMP4", scan.width, scan.height, scan.header)
+    prefix = scan.header
+    for packet in _run_packets(path, scan, runs):
+        avi.write(prefix + packet)
+        prefix = b""
     avi.close()
 
 
