@@ -204,7 +204,7 @@ class ClipSpec:
 
     Attributes:
         frames: frames per clip (T).
-        height, width: output size after resizing (cv2.INTER_AREA, full frame, aspect ratio not kept).
+        height, width: output size after resizing (area averaging, full frame, aspect ratio not kept).
         gray: one gray channel instead of RGB.
         sampling: ``uniform`` (frames spread over the whole video), ``head`` (the first frames) or ``sliding``
             (every window of ``frames`` frames taken every ``frame_step`` frames, advanced by ``clip_stride``).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from videos import decode_clip, ffmpeg_exe, index_frame, is_rgb, write_frames, write_index_video
@@ -19,6 +20,7 @@ from video3dcnn.video import (
     decode_clips,
     open_capture,
     read_frames,
+    resize_frame,
     scan_mpeg4_packets,
 )
 
@@ -264,3 +266,22 @@ def test_keyframe_path_falls_back_when_no_temporary_file_can_be_written(
     decoded = decode_clips(long_mpeg4["ffmpeg-mpeg4"], spec)
     assert decoded.method == "sequential"
     assert_exact(decoded, 120)
+
+
+def test_resize_frame_is_area_averaging() -> None:
+    rng = np.random.default_rng(0)
+    frame = cv2.GaussianBlur(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8), (0, 0), 2)  # detail at 2-4 px
+    small = resize_frame(frame, 32, 32)
+    assert small.shape == (32, 32, 3) and small.dtype == np.uint8
+    one_step = cv2.resize(frame, (32, 32), interpolation=cv2.INTER_AREA).astype(int)
+    aliased = cv2.resize(frame, (32, 32), interpolation=cv2.INTER_LINEAR)
+    # Within a level of one INTER_AREA step on average; a resize that aliases is 4-5 levels off.
+    assert np.abs(small - one_step).mean() < 1 < 4 < np.abs(aliased - one_step).mean()
+    # 8x8 flat blocks: every output pixel is exactly its block's value, halvings or not.
+    blocks = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    assert np.array_equal(resize_frame(np.repeat(np.repeat(blocks, 8, axis=0), 8, axis=1), 32, 32), blocks)
+    # No halving applies (odd size, or less than twice the target): exactly one INTER_AREA step.
+    odd = frame[:239]
+    assert np.array_equal(resize_frame(odd, 32, 32), cv2.resize(odd, (32, 32), interpolation=cv2.INTER_AREA))
+    assert np.array_equal(resize_frame(frame, 200, 150), cv2.resize(frame, (200, 150), interpolation=cv2.INTER_AREA))
+    assert resize_frame(frame, 320, 240) is frame
