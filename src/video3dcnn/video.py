@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import mmap
 import tempfile
 from collections.abc import Collection, Iterable, Iterator
@@ -42,6 +43,7 @@ from video3dcnn.avi import AviWriter, read_video_packets
 from video3dcnn.clips import clip_indices, plan_runs, runs_cost, wanted_frames
 from video3dcnn.config import ClipSpec
 from video3dcnn.errors import VideoDecodeError
+from video3dcnn.mp4 import read_h264_track, write_samples
 from video3dcnn.mpeg4 import VolHeader, config_prefix, parse_vol, vop_kind
 
 try:
@@ -66,6 +68,9 @@ ENCODER_SIGNATURES = (
     b"\x00\x00\x01\xb2FFmpe",
 )
 KEYFRAME_GAIN = 0.75
+# The H.264 path decodes a copy without the unneeded non-reference frames when it holds at most this share of them.
+DROP_GAIN = 0.9
+MP4_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".3gp"})
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,10 @@ def decode_clips(path: Path, spec: ClipSpec) -> DecodedVideo:
     path = Path(path)
     _check_file(path)
     scan = None
+    if spec.sampling != "head" and path.suffix.lower() in MP4_SUFFIXES:
+        decoded = _decode_reference_frames(path, spec)
+        if decoded is not None:
+            return decoded
     if spec.sampling != "head" and path.suffix.lower() == ".avi":
         scan = _scan_avi(path)  # XviD/DivX AVI: no OpenCV demuxing needed to plan keyframe runs
         decoded = _decode_keyframe_runs(path, spec, scan) if scan is not None and scan.exact else None
@@ -415,3 +424,57 @@ def _decode_keyframe_runs(path: Path, spec: ClipSpec, scan: PacketScan) -> Decod
         )
         return None
     return _assemble({order[i]: frame for i, frame in frames.items()}, indices, scan.count, "keyframe")
+
+
+def _decode_reference_frames(path: Path, spec: ClipSpec) -> DecodedVideo | None:
+    """H.264 in MP4: decode without the non-reference frames no clip needs (see ``mp4``).
+
+    Returns None (decode sequentially) for files ``mp4`` declines, when too few frames can be dropped, or when the
+    decoded copy does not give back exactly the kept frames in presentation order.
+    """
+    try:
+        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            video = read_h264_track(data)
+            count = len(video.sizes)
+            indices = clip_indices(spec, count)
+            wanted = set(wanted_frames(indices))
+            display = video.display_order()
+            keep = [
+                sample
+                for sample, disposable in enumerate(video.disposable(data))
+                if not disposable or display[sample] in wanted
+            ]
+            if len(keep) > DROP_GAIN * count:
+                return None
+            shown = sorted(display[sample] for sample in keep)  # the kept frames, in the order they decode
+            with tempfile.NamedTemporaryFile(prefix="video3dcnn-", suffix=".mp4") as copy:
+                write_samples(video, data, keep, copy)
+                copy.flush()
+                frames, in_order = _read_in_order(Path(copy.name), spec, {i for i, f in enumerate(shown) if f in wanted})
+    except (OSError, ValueError, VideoDecodeError) as exc:  # Mp4FormatError is a ValueError
+        logger.debug("%s: decoding every frame (%s)", path, exc)
+        return None
+    if in_order != len(shown):
+        logger.warning(
+            "%s: the copy without non-reference frames gave %d of %d frames in order; decoding sequentially",
+            path,
+            in_order,
+            len(shown),
+        )
+        return None
+    return _assemble({shown[i]: frame for i, frame in frames.items()}, indices, count, "reference")
+
+
+def _read_in_order(path: Path, spec: ClipSpec, wanted: set[int]) -> tuple[dict[int, np.ndarray], int]:
+    """``read_frames``, counting only frames whose timestamps rise: the count is short if the decoder reordered."""
+    frames: dict[int, np.ndarray] = {}
+    count, last = 0, -math.inf
+    with open_capture(path) as capture:
+        while capture.grab():
+            stamp = capture.get(cv2.CAP_PROP_POS_MSEC)
+            if stamp <= last:
+                break
+            if count in wanted:
+                frames[count] = _retrieve(capture, spec, count, path)
+            count, last = count + 1, stamp
+    return frames, count
