@@ -11,16 +11,22 @@ How frames are found:
   MP4/MOV/AVI files, a demux-only packet count for other containers); the pass runs to the end to count the frames,
   and only when the estimate turns out wrong does a second pass fetch the right frames.
 - Keyframe-aware path, for MPEG-4 Part 2 (XviD/DivX) streams whose packets are one I- or P-frame each (see ``mpeg4``):
-  a demux-only scan finds the true count and the keyframes; the runs from the keyframe before each wanted frame are
-  copied, still compressed, into a temporary AVI (``avi``) and only those are decoded (about 43% of the frames of a
-  10 s clip with a keyframe every 12 frames). Used only when it decodes at most ``KEYFRAME_GAIN`` of what a sequential
-  pass would; it yields bit-identical frames (pinned by tests).
+  a demux-only scan finds the true count and the keyframes (AVI files are read directly, ``avi``; other containers
+  through OpenCV's demuxer); the runs from the keyframe before each wanted frame are copied, still compressed, into a
+  temporary AVI and only those are decoded (about 43% of the frames of a 10 s clip with a keyframe every 12 frames).
+  Used only when it decodes at most ``KEYFRAME_GAIN`` of what a sequential pass would.
+- Reference-frame path, for H.264 in MP4/MOV (see ``mp4``): the frames no other frame refers to (most B-frames) are
+  left out of a temporary copy unless a clip needs them, and the copy is decoded (x264's default B-frames make about
+  half the frames droppable). Used only when it drops at least ``1 - DROP_GAIN`` of the frames; the copy's timestamps
+  must rise frame after frame, or the video is decoded sequentially.
+- Both shortcuts yield bit-identical frames to a sequential pass (pinned by tests).
 - Memory holds only the wanted frames, already resized: one clip for ``uniform``/``head``, the clips themselves for
   ``sliding``; never the whole video.
 
 What a clip looks like: each frame is resized as a whole to ``(width, height)`` by area averaging (aspect ratio not
-kept; see ``resize_frame``), then converted from OpenCV's BGR to RGB, or to one gray channel. Display rotation metadata is applied
-(OpenCV's ``CAP_PROP_ORIENTATION_AUTO``, switched on explicitly): a portrait phone video is upright before resizing.
+kept; see ``resize_frame``), then converted from OpenCV's BGR to RGB, or to one gray channel. Display rotation
+metadata is applied (OpenCV's ``CAP_PROP_ORIENTATION_AUTO``, switched on explicitly): a portrait phone video is
+upright before resizing.
 Each decoder runs single-threaded, because one process per core scales better than decoder threads.
 """
 
