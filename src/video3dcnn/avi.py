@@ -94,8 +94,31 @@ class AviWriter:
 
     def write(self, packet: bytes) -> None:
         """Append one packet as one frame chunk."""
-        self._handle.write(_chunk_header(b"00dc", len(packet)) + _pad(packet))
+        self._handle.write(_chunk_header(b"00dc", len(packet)))
+        self._handle.write(packet)
+        if len(packet) % 2:
+            self._handle.write(b"\x00")
         self._frames += 1
+
+    def copy_chunks(self, data: Buffer, packets: list[tuple[int, int]]) -> None:
+        """Append the packets ``(offset, size)`` of another AVI file held in ``data``, in order.
+
+        When they lie back to back as stream 0 chunks (the usual layout of a video-only file), their chunks are copied
+        in one piece, headers and padding included; otherwise packet by packet.
+        """
+        if not packets:
+            return
+        first, (last, size) = packets[0][0], packets[-1]
+        back_to_back = all(
+            following == offset + length + (length & 1) + 8
+            for (offset, length), (following, _) in zip(packets, packets[1:])
+        )
+        if back_to_back and first >= 8 and bytes(data[first - 8 : first - 6]) == b"00":
+            self._handle.write(data[first - 8 : last + size + (size & 1)])
+            self._frames += len(packets)
+            return
+        for offset, length in packets:
+            self.write(data[offset : offset + length])
 
     def close(self) -> None:
         """Patch the sizes and frame counts into the headers (the handle stays open)."""

@@ -244,6 +244,10 @@ def _full(kind: bytes, version: int, *parts: bytes) -> bytes:
     return _box(kind, struct.pack(">I", version << 24), *parts)
 
 
+def _table_box(kind: bytes, version: int, row: str, rows: list[tuple[int, int]]) -> bytes:
+    return _full(kind, version, struct.pack(">I", len(rows)), *(struct.pack(row, *values) for values in rows))
+
+
 def _run_lengths(values: list[int]) -> list[tuple[int, int]]:
     runs: list[list[int]] = []
     for value in values:
@@ -272,8 +276,8 @@ def write_samples(video: Mp4Video, data: Buffer, keep: list[int], target: Binary
     count = len(keep)
     stbl = [
         video.boxes[b"stsd"],
-        _full(b"stts", 0, struct.pack(">I", len(runs := _run_lengths(deltas))), *(struct.pack(">II", *r) for r in runs)),
-        _full(b"ctts", 1, struct.pack(">I", len(runs := _run_lengths(shifts))), *(struct.pack(">Ii", *r) for r in runs)),
+        _table_box(b"stts", 0, ">II", _run_lengths(deltas)),
+        _table_box(b"ctts", 1, ">Ii", _run_lengths(shifts)),
         _full(b"stsc", 0, struct.pack(">IIII", 1, 1, count, 1)),
         _full(b"stsz", 0, struct.pack(f">II{count}I", 0, count, *(video.sizes[i] for i in keep))),
         _full(b"co64", 0, struct.pack(">IQ", 1, start)),

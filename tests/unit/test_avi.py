@@ -122,3 +122,23 @@ def test_reader_declines_files_it_cannot_list_exactly(avi_files: dict[str, Path]
     entry = whole.index(b"00dc", index)
     with pytest.raises(AviFormatError, match="index lists 29 video packets"):
         read_video_packets(whole[:entry] + b"01wb" + whole[entry + 4 :])
+
+
+@pytest.mark.parametrize("name", ["ffmpeg-mpeg4", "audio-first"])  # chunks back to back, and between audio chunks
+def test_copied_chunks_equal_packets_written_one_by_one(avi_files: dict[str, Path], name: str) -> None:
+    data = avi_files[name].read_bytes()
+    packets = read_video_packets(data).packets
+    outputs = []
+    for copy in (False, True):
+        handle = io.BytesIO()
+        writer = AviWriter(handle, "FMP4", WIDTH, HEIGHT)
+        for start, stop in ((0, 4), (12, 20), (24, 29)):
+            if copy:
+                writer.copy_chunks(data, packets[start : stop + 1])
+            else:
+                for offset, size in packets[start : stop + 1]:
+                    writer.write(data[offset : offset + size])
+        writer.close()
+        outputs.append(handle.getvalue())
+    assert outputs[0] == outputs[1]
+    assert listed_packets(outputs[1]) == [data[o : o + s] for o, s in packets[0:5] + packets[12:21] + packets[24:30]]
