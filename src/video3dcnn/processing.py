@@ -53,6 +53,7 @@ from video3dcnn.shards import (
     SCHEMA_VERSION,
     SHARD_PATTERN,
     Shard,
+    deflate_clip,
     manifest_name,
     shard_name,
     write_classes,
@@ -88,24 +89,29 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)
 
 
-def decode_task(task: tuple[str, ClipSpec]) -> tuple[DecodedVideo | None, str | None]:
-    """Decode one video in a worker: ``(clips, None)``, or ``(None, reason)`` when the file cannot be used."""
+def decode_task(task: tuple[str, ClipSpec, bool]) -> tuple[DecodedVideo | None, list[bytes] | None, str | None]:
+    """Decode one video in a worker: ``(clips, pieces, None)``, or ``(None, None, reason)`` when it cannot be used.
+
+    With compression on, the worker also deflates each clip (``shards.deflate_clip``): the parent only joins the
+    pieces, so it never becomes the bottleneck however many workers feed it.
+    """
     import cv2
 
-    path, spec = task
+    path, spec, compress = task
     try:
-        return decode_clips(Path(path), spec), None
+        decoded = decode_clips(Path(path), spec)
     except VideoDecodeError as exc:
-        return None, str(exc)
+        return None, None, str(exc)
     except cv2.error as exc:  # OpenCV refusing one odd file must not end a job of thousands
-        return None, f"{path}: OpenCV error: {' '.join(str(exc).split())}"
+        return None, None, f"{path}: OpenCV error: {' '.join(str(exc).split())}"
+    return decoded, [deflate_clip(clip) for clip in decoded.clips] if compress else None, None
 
 
 def ordered_map(function: Callable[[Any], Any], items: Iterable[Any], workers: int) -> Iterator[Any]:
     """``map(function, items)`` over ``workers`` processes, results in input order, at most a few per worker ahead.
 
-    With one worker everything runs in this process. A process pool replaces ``multiprocessing.Pool.imap`` because a pool whose worker
-    is killed hangs forever; here the run stops with ``WorkerDiedError``.
+    With one worker everything runs in this process. A process pool replaces ``multiprocessing.Pool.imap`` because a
+    pool whose worker is killed hangs forever; here the run stops with ``WorkerDiedError``.
     """
     if workers <= 1:
         yield from map(function, items)
@@ -153,7 +159,9 @@ class ShardWriter:
     """Buffers clips and writes shards ``<host>-<NNNNN>.npz`` of about ``shard_size`` clips.
 
     A video's clips never straddle two shards, so a shard may exceed ``shard_size`` by less than one video's clips.
-    ``entries`` holds the manifest entry of every shard written.
+    Shards are written by a background thread, one at a time, while the caller goes on collecting the next one (the
+    workers keep decoding meanwhile). ``close()`` waits for the last write; ``entries`` then holds the manifest entry
+    of every shard.
     """
 
     def __init__(self, directory: Path, host: str, shard_size: int, compress: bool = True) -> None:
@@ -162,42 +170,57 @@ class ShardWriter:
         self.shard_size = shard_size
         self.compress = compress
         self.entries: list[dict] = []
-        self._buffer: list[tuple[DecodedVideo, int, str, bool, str]] = []
+        self._buffer: list[tuple[DecodedVideo, list[bytes] | None, int, str, bool, str]] = []
         self._clips = 0
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="shard-writer")
+        self._writing: concurrent.futures.Future | None = None
 
-    def add(self, decoded: DecodedVideo, label: int, group: str, is_val: bool, relpath: str) -> None:
-        """Queue the clips of one video; writes a shard once enough clips are queued."""
-        self._buffer.append((decoded, label, group, is_val, relpath))
+    def add(
+        self, decoded: DecodedVideo, pieces: list[bytes] | None, label: int, group: str, is_val: bool, relpath: str
+    ) -> None:
+        """Queue the clips of one video (and their deflated pieces); writes a shard once enough clips are queued."""
+        self._buffer.append((decoded, pieces, label, group, is_val, relpath))
         self._clips += len(decoded.clips)
         if self._clips >= self.shard_size:
             self.flush()
 
     def flush(self) -> None:
-        """Write the queued clips as one shard (no-op when nothing is queued)."""
+        """Hand the queued clips to the writing thread as one shard (no-op when nothing is queued)."""
         if not self._buffer:
             return
         counts = [len(decoded.clips) for decoded, *_ in self._buffer]
         shard = Shard(
             clips=np.concatenate([decoded.clips for decoded, *_ in self._buffer]),
-            labels=np.repeat([label for _, label, *_ in self._buffer], counts).astype(np.int32),
-            groups=np.repeat(np.array([item[2] for item in self._buffer], dtype=str), counts),
-            is_val=np.repeat([item[3] for item in self._buffer], counts).astype(bool),
-            paths=np.repeat(np.array([item[4] for item in self._buffer], dtype=str), counts),
+            labels=np.repeat([item[2] for item in self._buffer], counts).astype(np.int32),
+            groups=np.repeat(np.array([item[3] for item in self._buffer], dtype=str), counts),
+            is_val=np.repeat([item[4] for item in self._buffer], counts).astype(bool),
+            paths=np.repeat(np.array([item[5] for item in self._buffer], dtype=str), counts),
             frame_indices=np.concatenate([decoded.frame_indices for decoded, *_ in self._buffer]),
         )
+        pieces = [piece for _, pieces, *_ in self._buffer for piece in pieces] if self.compress else None
         name = shard_name(self.host, len(self.entries))
-        size = write_shard(self.directory / name, shard, compress=self.compress)
         validation = int(shard.is_val.sum())
-        self.entries.append(
-            {
-                "file": name,
-                "clips": len(shard),
-                "train": len(shard) - validation,
-                "validation": validation,
-                "bytes": size,
-            }
-        )
+        entry = {"file": name, "clips": len(shard), "train": len(shard) - validation, "validation": validation}
+        self.entries.append(entry)
         self._buffer, self._clips = [], 0
+        self._wait()  # at most one shard in flight: memory stays bounded by two shards
+        self._writing = self._thread.submit(self._write, entry, shard, pieces)
+
+    def _write(self, entry: dict, shard: Shard, pieces: list[bytes] | None) -> None:
+        entry["bytes"] = write_shard(self.directory / entry["file"], shard, self.compress, pieces)
+
+    def _wait(self) -> None:
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            writing.result()  # re-raises a failed write here
+
+    def close(self) -> None:
+        """Write what is queued, wait for the writing thread and stop it."""
+        try:
+            self.flush()
+            self._wait()
+        finally:
+            self._thread.shutdown(wait=True)
 
 
 def default_shard_size(spec: ClipSpec) -> int:
@@ -307,13 +330,13 @@ def clear_previous_output(output_dir: Path, host: str) -> None:
 
 
 def _decode_all(
-    videos: Sequence[LabelledVideo], spec: ClipSpec, workers: int
-) -> Iterator[tuple[LabelledVideo, DecodedVideo | None, str | None]]:
-    tasks = ((str(video.path), spec) for video in videos)
+    videos: Sequence[LabelledVideo], spec: ClipSpec, workers: int, compress: bool
+) -> Iterator[tuple[LabelledVideo, DecodedVideo | None, list[bytes] | None, str | None]]:
+    tasks = ((str(video.path), spec, compress) for video in videos)
     with Progress(len(videos), "videos") as progress:
-        for video, (decoded, reason) in zip(videos, ordered_map(decode_task, tasks, workers)):
+        for video, (decoded, pieces, reason) in zip(videos, ordered_map(decode_task, tasks, workers)):
             progress.update()
-            yield video, decoded, reason
+            yield video, decoded, pieces, reason
 
 
 @dataclass
@@ -329,7 +352,9 @@ class _Run:
     tally: _Tally
     started: float = field(default_factory=time.monotonic)
 
-    def collect(self, video: LabelledVideo, decoded: DecodedVideo | None, reason: str | None) -> None:
+    def collect(
+        self, video: LabelledVideo, decoded: DecodedVideo | None, pieces: list[bytes] | None, reason: str | None
+    ) -> None:
         """Count one decoding result and queue its clips, or record why the video was skipped."""
         if decoded is None:
             logger.warning("skipped %s: %s", video.relpath, reason)
@@ -338,7 +363,7 @@ class _Run:
         split = "validation" if is_validation(video.group, self.options.val_fraction) else "train"
         self.tally.add(video, decoded, split)
         label = self.found.label_index(video.label)
-        self.writer.add(decoded, label, video.group, split == "validation", video.relpath)
+        self.writer.add(decoded, pieces, label, video.group, split == "validation", video.relpath)
 
 
 def _check_outcome(tally: _Tally, options: ProcessOptions) -> None:
@@ -386,10 +411,12 @@ def process(
     writer = ShardWriter(output_dir, host, options.shard_size or default_shard_size(spec), options.compress)
     run = _Run(output_dir, host, hosts, options, found, writer, _Tally(found.classes, skipped=skipped))
     logger.info("decoding %d videos with %d workers into %s clips %s", len(videos), workers, spec.sampling, spec.shape)
-    with contextlib.closing(_decode_all(videos, spec, workers)) as results:  # stops the workers on any error
-        for video, decoded, reason in results:
-            run.collect(video, decoded, reason)
-    writer.flush()
+    try:
+        with contextlib.closing(_decode_all(videos, spec, workers, options.compress)) as results:  # stops the workers
+            for video, decoded, pieces, reason in results:
+                run.collect(video, decoded, pieces, reason)
+    finally:
+        writer.close()  # on an error too: no write is left running (an unfinished one leaves no file)
     _check_outcome(run.tally, options)
     return _finish(run)
 

@@ -117,32 +117,117 @@ class Shard:
             raise DataError(f"clip shape {tuple(self.clips.shape[1:])} does not match the clip spec {spec.shape}")
 
 
-def write_shard(path: Path, shard: Shard, compress: bool = True) -> int:
+def deflate_clip(clip: np.ndarray) -> bytes:
+    """One clip's bytes as a self-contained piece of a raw deflate stream (level 1, byte-aligned, not final).
+
+    Pieces compressed separately (in the processing workers, in parallel) concatenate into one valid stream: each
+    refers back only within itself and ends on a full flush. ``write_shard`` joins them; the bytes are the same
+    whichever process compressed which clip.
+    """
+    compressor = zlib.compressobj(1, zlib.DEFLATED, -15)
+    return compressor.compress(np.ascontiguousarray(clip, dtype=np.uint8).data) + compressor.flush(zlib.Z_FULL_FLUSH)
+
+
+def _npy_header(array: np.ndarray) -> bytes:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
+    return header.getvalue()
+
+
+class _ZipWriter:
+    """Writes a ZIP archive member by member from data already compressed (or stored) by the caller.
+
+    ``zipfile`` compresses everything it writes itself, in the writing process; shards need members assembled from
+    clips deflated in the workers. Sizes and offsets past 4 GiB use the ZIP64 fields, as ``zipfile`` does. Members
+    carry a fixed date (1980-01-01), so the same arrays give the same bytes.
+    """
+
+    _LOCAL = struct.Struct("<IHHHHHIIIHH")  # local file header, then name and extra field
+    _CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")  # central directory entry, then name and extra field
+    _END64 = struct.Struct("<IQHHIIQQQQ")  # ZIP64 end of central directory record
+    _LOCATOR = struct.Struct("<IIQI")  # ZIP64 end of central directory locator
+    _END = struct.Struct("<IHHHHIIH")  # end of central directory record
+    VERSION, VERSION64, DOS_DATE, FULL = 20, 45, (1 << 5) | 1, 0xFFFFFFFF
+    LIMIT = FULL  # sizes and offsets from here on go into ZIP64 fields (tests lower it)
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self._central: list[bytes] = []
+
+    def add(self, name: str, method: int, crc: int, size: int, pieces: Sequence[bytes | memoryview]) -> None:
+        """Append member ``name``: ``size`` bytes of CRC-32 ``crc``, held by ``pieces`` compressed with ``method``."""
+        encoded = name.encode()
+        compressed = sum(len(piece) for piece in pieces)
+        offset = self._handle.tell()
+        large = max(size, compressed) >= self.LIMIT
+        version = self.VERSION64 if large or offset >= self.LIMIT else self.VERSION
+        sizes = (self.FULL, self.FULL) if large else (compressed, size)
+        extra = struct.pack("<HHQQ", 1, 16, size, compressed) if large else b""
+        fields = (version, 0, method, 0, self.DOS_DATE, crc & 0xFFFFFFFF, *sizes, len(encoded))
+        self._handle.write(self._LOCAL.pack(0x04034B50, *fields, len(extra)) + encoded + extra)
+        for piece in pieces:
+            self._handle.write(piece)
+        if offset >= self.LIMIT:
+            extra = (extra[4:] if large else b"") + struct.pack("<Q", offset)
+            extra = struct.pack("<HH", 1, len(extra)) + extra
+        position = self.FULL if offset >= self.LIMIT else offset
+        central = self._CENTRAL.pack(0x02014B50, version, *fields, len(extra), 0, 0, 0, 0, position)
+        self._central.append(central + encoded + extra)
+
+    def close(self) -> None:
+        """Write the central directory and the end records (ZIP64 ones when the archive needs them)."""
+        start = self._handle.tell()
+        for entry in self._central:
+            self._handle.write(entry)
+        end, count = self._handle.tell(), len(self._central)
+        if start >= self.LIMIT or count >= 0xFFFF:
+            record = (44, self.VERSION64, self.VERSION64, 0, 0, count, count, end - start, start)
+            self._handle.write(self._END64.pack(0x06064B50, *record) + self._LOCATOR.pack(0x07064B50, 0, end, 1))
+        entries, position = min(count, 0xFFFF), self.FULL if start >= self.LIMIT else start
+        self._handle.write(self._END.pack(0x06054B50, 0, 0, entries, entries, end - start, position, 0))
+
+
+def write_shard(path: Path, shard: Shard, compress: bool = True, clip_pieces: Sequence[bytes] | None = None) -> int:
     """Write ``shard`` to ``path`` atomically and return the file size in bytes.
 
     The file is an ordinary ``.npz`` (``np.load`` reads it). Small members are always deflated; ``clips`` is deflated
     at level 1 when ``compress`` is true (smaller files) and stored otherwise (about 2-3x faster to read, see
-    docs/benchmarks.md). Member timestamps are fixed, so the same arrays give the same bytes.
+    docs/benchmarks.md). Deflated clips are one stream of per-clip pieces (``deflate_clip``); ``clip_pieces`` passes
+    them in when the processing workers made them, else they are made here. The same arrays give the same bytes.
     """
     shard.validate()
+    clips = np.ascontiguousarray(shard.clips, dtype=np.uint8)
     arrays = {
-        "clips": np.ascontiguousarray(shard.clips, dtype=np.uint8),
         "labels": np.asarray(shard.labels, dtype=np.int32),
         "groups": np.asarray(shard.groups, dtype=str),
         "is_val": np.asarray(shard.is_val, dtype=bool),
         "paths": np.asarray(shard.paths, dtype=str),
         "frame_indices": np.asarray(shard.frame_indices, dtype=np.int32),
     }
-    with atomic_path(path) as tmp:
-        with zipfile.ZipFile(tmp, "w", allowZip64=True) as archive:
-            for key, array in arrays.items():
-                info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-                stored = key == "clips" and not compress
-                info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
-                # Level 1: fast to write; higher levels save ~1% on video. No public knob before Python 3.13.
-                info._compresslevel = 1
-                with archive.open(info, "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, array, allow_pickle=False)
+    if clip_pieces is not None and len(clip_pieces) != len(clips):
+        raise ValueError(f"{len(clip_pieces)} compressed pieces for {len(clips)} clips")
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        archive = _ZipWriter(handle)
+        header = _npy_header(clips)
+        crc = zlib.crc32(header)
+        for clip in clips:
+            crc = zlib.crc32(clip.data, crc)
+        size = len(header) + clips.nbytes
+        if compress:
+            compressor = zlib.compressobj(1, zlib.DEFLATED, -15)
+            pieces = [compressor.compress(header) + compressor.flush(zlib.Z_FULL_FLUSH)]
+            pieces += clip_pieces if clip_pieces is not None else [deflate_clip(clip) for clip in clips]
+            pieces.append(zlib.compressobj(1, zlib.DEFLATED, -15).flush())  # an empty final block ends the stream
+            archive.add("clips.npy", zipfile.ZIP_DEFLATED, crc, size, pieces)
+        else:
+            archive.add("clips.npy", zipfile.ZIP_STORED, crc, size, [header, clips.data.cast("B")])
+        for key, array in arrays.items():
+            data = io.BytesIO()
+            np.lib.format.write_array(data, array, allow_pickle=False)
+            compressor = zlib.compressobj(1, zlib.DEFLATED, -15)
+            pieces = [compressor.compress(data.getbuffer()) + compressor.flush()]
+            archive.add(f"{key}.npy", zipfile.ZIP_DEFLATED, zlib.crc32(data.getbuffer()), data.tell(), pieces)
+        archive.close()
     return path.stat().st_size
 
 

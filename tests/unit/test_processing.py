@@ -17,7 +17,7 @@ from video3dcnn.discovery import is_validation
 from video3dcnn.errors import DataError
 from video3dcnn.process_options import ProcessOptions
 from video3dcnn.processing import ShardWriter, WorkerDiedError, ordered_map, process
-from video3dcnn.shards import load_index, read_classes, read_shard
+from video3dcnn.shards import atomic_path, deflate_clip, load_index, read_classes, read_shard
 from video3dcnn.video import DecodedVideo
 
 CLASSES = ("Jump", "Run", "Sit")
@@ -126,11 +126,11 @@ def test_a_run_that_dies_midway_leaves_nothing_that_looks_complete(
 
     real_write, calls = processing.write_shard, []
 
-    def write_then_die(path: Path, shard, **kwargs) -> int:
+    def write_then_die(path: Path, shard, *args) -> int:
         calls.append(path)
         if len(calls) == 2:
             raise KeyboardInterrupt  # as if the job were stopped while writing the second shard
-        return real_write(path, shard, **kwargs)
+        return real_write(path, shard, *args)
 
     monkeypatch.setattr(processing, "write_shard", write_then_die)
     with pytest.raises(KeyboardInterrupt):
@@ -187,10 +187,28 @@ def test_instances_split_a_replicated_input_without_overlap(dataset: Path, tmp_p
 def test_shard_writer_keeps_a_videos_clips_together(tmp_path: Path) -> None:
     writer = ShardWriter(tmp_path, "h", shard_size=4)
     for k in (3, 3, 1):
-        clips = np.zeros((k, 2, 4, 4, 3), np.uint8)
-        writer.add(DecodedVideo(clips, np.zeros((k, 2), np.int32), 10), 0, f"g{k}", False, f"v{k}.mp4")
-    writer.flush()
+        clips = np.full((k, 2, 4, 4, 3), k, np.uint8)
+        pieces = [deflate_clip(clip) for clip in clips]
+        writer.add(DecodedVideo(clips, np.zeros((k, 2), np.int32), 10), pieces, 0, f"g{k}", False, f"v{k}.mp4")
+    writer.close()
     assert [entry["clips"] for entry in writer.entries] == [6, 1]
+    assert all(entry["bytes"] == (tmp_path / entry["file"]).stat().st_size for entry in writer.entries)
+    assert read_shard(tmp_path / "h-00000.npz").clips[:, 0, 0, 0, 0].tolist() == [3] * 6
+
+
+def test_a_failed_shard_write_surfaces_and_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def disk_full(path: Path, *args, **kwargs) -> int:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(b"partial")
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("video3dcnn.processing.write_shard", disk_full)
+    writer = ShardWriter(tmp_path, "h", shard_size=1, compress=False)
+    decoded = DecodedVideo(np.zeros((1, 2, 4, 4, 3), np.uint8), np.zeros((1, 2), np.int32), 10)
+    writer.add(decoded, None, 0, "g", False, "v.mp4")
+    with pytest.raises(OSError, match="No space left"):
+        writer.close()
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(

@@ -181,3 +181,34 @@ def test_load_index_errors_for_empty_dir_and_other_schema(tmp_path):
     (tmp_path / shards.manifest_name("h")).write_text(json.dumps({"schema_version": 99}))
     with pytest.raises(DataError, match="schema_version 99"):
         shards.load_index(tmp_path)
+
+
+@pytest.mark.parametrize("compress", [True, False])
+@pytest.mark.parametrize("zip64", [False, True], ids=["zip", "zip64"])
+def test_zip_members_check_out_with_zipfile_and_numpy(tmp_path, monkeypatch, compress, zip64):
+    if zip64:  # every size and offset past 64 bytes takes the ZIP64 fields, as past 4 GiB in a real shard
+        monkeypatch.setattr(shards._ZipWriter, "LIMIT", 64)
+    shard = make_shard(n=9)
+    path = tmp_path / "s.npz"
+    shards.write_shard(path, shard, compress=compress)
+    with zipfile.ZipFile(path) as archive:
+        assert archive.testzip() is None  # every member's CRC and size check out
+        methods = {info.filename: info.compress_type for info in archive.infolist()}
+        assert archive.namelist() == [f"{key}.npy" for key in shards.SHARD_KEYS]
+    assert methods["clips.npy"] == (zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED)
+    assert methods["labels.npy"] == zipfile.ZIP_DEFLATED
+    with np.load(path, allow_pickle=False) as loaded:
+        assert_same(shards.Shard(**{key: loaded[key] for key in shards.SHARD_KEYS}), shard)
+    assert_same(shards.read_shard(path), shard)
+
+
+def test_clips_compressed_elsewhere_give_the_same_file(tmp_path):
+    """Pieces deflated clip by clip (as the processing workers do) join into the bytes write_shard makes itself."""
+    shard = make_shard(n=7)
+    shards.write_shard(tmp_path / "here.npz", shard)
+    pieces = [shards.deflate_clip(clip) for clip in shard.clips]
+    shards.write_shard(tmp_path / "workers.npz", shard, clip_pieces=pieces)
+    assert (tmp_path / "here.npz").read_bytes() == (tmp_path / "workers.npz").read_bytes()
+    with pytest.raises(ValueError, match="6 compressed pieces for 7 clips"):
+        shards.write_shard(tmp_path / "short.npz", shard, clip_pieces=pieces[:6])
+    assert not (tmp_path / "short.npz").exists()
