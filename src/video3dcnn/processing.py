@@ -127,7 +127,9 @@ def ordered_map(function: Callable[[Any], Any], items: Iterable[Any], workers: i
         while pending:
             yield _result(pending.popleft())
     finally:
-        executor.shutdown(wait=True, cancel_futures=True)
+        # After the last result the workers are idle: let them exit on their own rather than wait for them. On an
+        # error, wait until the cancelled work has stopped.
+        executor.shutdown(wait=bool(pending), cancel_futures=True)
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
