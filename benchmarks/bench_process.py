@@ -25,7 +25,7 @@ Each distinct video is linked ``--copies`` times so that worker start-up is amor
 Wall time is what the targets speak of; CPU time of this process is printed beside it because a shared machine
 inflates wall time unevenly (it is not available for 2 workers, whose decoding runs in other processes).
 
-Usage: ``python benchmarks/bench_process.py [--content real|synthetic] [--videos 8] [--copies 6] [--repeats 3]
+Usage: ``python benchmarks/bench_process.py [--content real|synthetic] [--videos 8] [--copies 12] [--repeats 3]
 [--workdir DIR] [--cache DIR]``
 """
 
@@ -261,7 +261,7 @@ def machine() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--videos", type=int, default=8, help="distinct videos per format")
-    parser.add_argument("--copies", type=int, default=6, help="links to each video")
+    parser.add_argument("--copies", type=int, default=12, help="links to each video")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (median reported)")
     parser.add_argument("--workdir", type=Path, default=None, help="where to build the videos (default: a temp dir)")
     parser.add_argument("--content", choices=("real", "synthetic"), default="real", help="source of the videos")
