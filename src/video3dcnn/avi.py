@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-Buffer = bytes | bytearray | memoryview | mmap.mmap
+Buffer = bytes | bytearray | memoryview | mmap.mmap  # what the container readers parse (a whole file)
 
 AVIH_SIZE = 56
 STRH_SIZE = 56

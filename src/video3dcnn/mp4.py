@@ -14,13 +14,12 @@ than H.264), and are decoded in one sequential pass instead.
 
 from __future__ import annotations
 
-import mmap
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-Buffer = bytes | bytearray | memoryview | mmap.mmap
+from video3dcnn.avi import Buffer
 
 H264_SAMPLE_ENTRIES = (b"avc1", b"avc3")
 VCL_NON_IDR, SEI, AUD, FILLER = 1, 6, 9, 12
@@ -262,11 +261,11 @@ def write_samples(video: Mp4Video, data: Buffer, keep: list[int], target: Binary
     """Write an MP4 file holding only the samples ``keep`` (indices in decoding order) of ``video``'s track.
 
     The samples keep their decode and composition times, so the decoder outputs them in the same order and with the
-    same timestamps as in the full file. One chunk, no edit list, no other tracks.
+    same timestamps as in the full file. One chunk, no edit list, no other tracks. Samples are copied one at a time:
+    memory stays bounded by the largest frame, whatever the length of the video.
     """
-    payload = b"".join(bytes(data[video.offsets[i] : video.offsets[i] + video.sizes[i]]) for i in keep)
     ftyp = _box(b"ftyp", b"isom", struct.pack(">I", 512), b"isomiso2avc1mp41")
-    mdat_header = struct.pack(">I4sQ", 1, b"mdat", 16 + len(payload))
+    mdat_header = struct.pack(">I4sQ", 1, b"mdat", 16 + sum(video.sizes[i] for i in keep))
     start = len(ftyp) + len(mdat_header)
     times = [video.decode_times[i] for i in keep]
     last = keep[-1]
@@ -290,5 +289,6 @@ def write_samples(video: Mp4Video, data: Buffer, keep: list[int], target: Binary
     mdia = _box(b"mdia", video.boxes[b"mdhd"], video.boxes[b"hdlr"], minf)
     moov = _box(b"moov", video.boxes[b"mvhd"], _box(b"trak", video.boxes[b"tkhd"], mdia))
     target.write(ftyp + mdat_header)
-    target.write(payload)
+    for sample in keep:
+        target.write(data[video.offsets[sample] : video.offsets[sample] + video.sizes[sample]])
     target.write(moov)

@@ -13,13 +13,12 @@ each VOP. Start codes cannot be emulated inside coded MPEG-4 Part 2 data, so a b
 
 from __future__ import annotations
 
-import mmap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-Buffer = bytes | bytearray | memoryview | mmap.mmap
+from video3dcnn.avi import Buffer
 
 START_CODE_PREFIX = b"\x00\x00\x01"
 VOP_START_CODE = START_CODE_PREFIX + b"\xb6"

@@ -32,7 +32,6 @@ Each decoder runs single-threaded, because one process per core scales better th
 
 from __future__ import annotations
 
-import io
 import itertools
 import logging
 import math
@@ -381,8 +380,7 @@ def _write_runs(path: Path, scan: PacketScan, runs: list[tuple[int, int]], targe
     Packets of an AVI scan are copied from the file, a run at a time where its chunks lie back to back; others are
     demuxed again through OpenCV.
     """
-    buffer = io.BytesIO()  # one write to the file: cheaper than many through a temporary-file wrapper
-    avi = AviWriter(buffer, "FMP4", scan.width, scan.height, scan.header)
+    avi = AviWriter(target, "FMP4", scan.width, scan.height, scan.header)
     if scan.offsets:
         with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
             (offset, size), (start, stop) = scan.offsets[runs[0][0]], runs[0]
@@ -404,7 +402,6 @@ def _write_runs(path: Path, scan: PacketScan, runs: list[tuple[int, int]], targe
                     avi.write(prefix + _packet_bytes(capture))
                     prefix = b""
     avi.close()
-    target.write(buffer.getbuffer())
 
 
 def _decode_keyframe_runs(path: Path, spec: ClipSpec, scan: PacketScan) -> DecodedVideo | None:
@@ -418,7 +415,7 @@ def _decode_keyframe_runs(path: Path, spec: ClipSpec, scan: PacketScan) -> Decod
     wanted = set(needed)
     try:
         with tempfile.NamedTemporaryFile(prefix="video3dcnn-", suffix=".avi") as runs_file:
-            _write_runs(path, scan, runs, runs_file)
+            _write_runs(path, scan, runs, runs_file.file)  # the file itself: no wrapper call per packet
             runs_file.flush()
             frames, decoded = read_frames(
                 Path(runs_file.name), spec, {i for i, frame in enumerate(order) if frame in wanted}
@@ -456,7 +453,7 @@ def _decode_reference_frames(path: Path, spec: ClipSpec) -> DecodedVideo | None:
                 return None
             shown = sorted(display[sample] for sample in keep)  # the kept frames, in the order they decode
             with tempfile.NamedTemporaryFile(prefix="video3dcnn-", suffix=".mp4") as copy:
-                write_samples(video, data, keep, copy)
+                write_samples(video, data, keep, copy.file)
                 copy.flush()
                 positions = {i for i, frame in enumerate(shown) if frame in wanted}
                 frames, in_order = _read_in_order(Path(copy.name), spec, positions)

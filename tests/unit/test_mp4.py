@@ -27,6 +27,8 @@ ENCODES = {
     "x264-strict-pyramid-mov": (".mov", ["-x264-params", "b-pyramid=strict:bframes=5"]),
     "x264-avc3-with-audio": (".mp4", ["-tag:v", "avc3", "-f", "lavfi", "-i", "sine", "-shortest"]),
     "x264-rotated": (".mp4", ["-metadata:s:v", "rotate=90"]),
+    "x264-faststart-slices": (".mp4", ["-movflags", "+faststart", "-x264-params", "slices=3"]),  # moov first
+    "x264-open-gop": (".m4v", ["-x264-params", "open-gop=1:keyint=16:min-keyint=16"]),  # B-frames lead keyframes
 }
 
 
@@ -46,7 +48,8 @@ def encode(path: Path, options: list[str], frames: int = FRAMES) -> Path:
         inputs += rest[start : at + 2]
         del rest[start : at + 2]
     maps = ["-map", "0:v", "-map", "1:a"] if inputs else []
-    ffmpeg("-i", str(raw), *inputs, *maps, *X264, "-g", "250", *rest, str(path))
+    gop = [] if "keyint" in " ".join(rest) else ["-g", "250"]
+    ffmpeg("-i", str(raw), *inputs, *maps, *X264, *gop, *rest, str(path))
     return path
 
 
