@@ -155,3 +155,21 @@ def write_index_video(
     frames = [index_frame(i, height, width) for i in range(num_frames)]
     write_frames(path, frames, fps=fps, codec=codec, gop=gop)
     return IndexVideo(Path(path), num_frames, fps, height, width)
+
+
+# Clip specs under which a decoding shortcut must give exactly what a sequential pass gives: one clip over the whole
+# video, and several overlapping windows.
+SHORTCUT_SPECS = {
+    "uniform": {"frames": 8, "height": 32, "width": 32},
+    "sliding": {"frames": 3, "height": 24, "width": 40, "sampling": "sliding", "frame_step": 4, "clip_stride": 20},
+}
+
+
+def assert_same_as_sequential(fast, path: Path, spec) -> None:
+    """``fast`` (a shortcut's ``DecodedVideo``) is bit-identical to one sequential pass over ``path``."""
+    from video3dcnn.video import _decode_sequential
+
+    full = _decode_sequential(path, spec, None)
+    assert np.array_equal(fast.clips, full.clips)  # bit-identical, not merely close
+    assert np.array_equal(fast.frame_indices, full.frame_indices)
+    assert fast.num_frames == full.num_frames

@@ -1,4 +1,4 @@
-"""H.264 in MP4 without its unneeded non-reference frames: the sample table, the rewritten file, exact clips, refusals."""
+"""H.264 in MP4 without its unneeded non-reference frames: sample table, rewritten file, exact clips, refusals."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from videos import decode_clip, ffmpeg_exe, index_frame, write_frames
+from videos import SHORTCUT_SPECS, assert_same_as_sequential, decode_clip, ffmpeg_exe, index_frame, write_frames
 
 from video3dcnn.config import ClipSpec
 from video3dcnn.mp4 import Mp4FormatError, read_h264_track, write_samples
-from video3dcnn.video import _decode_sequential, _read_in_order, decode_clips
+from video3dcnn.video import _read_in_order, decode_clips
 
 HEIGHT, WIDTH = 48, 64
 FRAMES = 60
@@ -84,23 +84,12 @@ def test_sample_table_describes_the_track(encodes: dict[str, Path], name: str) -
 
 
 @pytest.mark.parametrize("name", list(ENCODES))
-@pytest.mark.parametrize(
-    "spec",
-    [
-        ClipSpec(frames=8, height=32, width=32),
-        ClipSpec(frames=3, height=24, width=40, sampling="sliding", frame_step=5, clip_stride=20),
-    ],
-    ids=["uniform", "sliding"],
-)
-def test_clips_without_non_reference_frames_equal_a_full_pass(
-    encodes: dict[str, Path], name: str, spec: ClipSpec
-) -> None:
-    path = encodes[name]
+@pytest.mark.parametrize("spec", list(SHORTCUT_SPECS))
+def test_clips_without_non_reference_frames_equal_a_full_pass(encodes: dict[str, Path], name: str, spec: str) -> None:
+    path, spec = encodes[name], ClipSpec(**SHORTCUT_SPECS[spec])
     fast = decode_clips(path, spec)
     assert fast.method == "reference"
-    full = _decode_sequential(path, spec, None)
-    assert np.array_equal(fast.clips, full.clips)  # bit-identical, not merely close
-    assert np.array_equal(fast.frame_indices, full.frame_indices)
+    assert_same_as_sequential(fast, path, spec)
     assert fast.num_frames == FRAMES
     for clip, indices in zip(fast.clips, fast.frame_indices):
         if name != "x264-rotated":  # a rotated index frame no longer reads as its index

@@ -8,7 +8,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from videos import decode_clip, ffmpeg_exe, index_frame, is_rgb, write_frames, write_index_video
+from videos import (
+    SHORTCUT_SPECS,
+    assert_same_as_sequential,
+    decode_clip,
+    ffmpeg_exe,
+    index_frame,
+    is_rgb,
+    write_frames,
+    write_index_video,
+)
 
 from video3dcnn.avi import AviWriter
 from video3dcnn.clips import uniform_indices
@@ -121,27 +130,16 @@ def test_short_video_repeats_indices(video_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("source", ["ffmpeg-mpeg4", "opencv-xvid", "opencv-mp4v-in-mp4"])
-@pytest.mark.parametrize(
-    "spec",
-    [
-        ClipSpec(frames=8, height=32, width=32),
-        ClipSpec(frames=3, height=24, width=40, sampling="sliding", frame_step=4, clip_stride=30),
-    ],
-    ids=["uniform", "sliding"],
-)
-def test_keyframe_runs_give_the_same_arrays_as_a_full_pass(
-    long_mpeg4: dict[str, Path], source: str, spec: ClipSpec
-) -> None:
-    path = long_mpeg4[source]
+@pytest.mark.parametrize("spec", list(SHORTCUT_SPECS))
+def test_keyframe_runs_give_the_same_arrays_as_a_full_pass(long_mpeg4: dict[str, Path], source: str, spec: str) -> None:
+    path, spec = long_mpeg4[source], ClipSpec(**SHORTCUT_SPECS[spec])
     scan = scan_mpeg4_packets(path)
     assert scan.exact and scan.count == 120
     assert scan.keyframes == tuple(range(0, 120, 12))
     assert bool(scan.offsets) == (path.suffix == ".avi")  # AVI files are read without OpenCV's demuxer
     fast = decode_clips(path, spec)
     assert fast.method == "keyframe"
-    full = _decode_sequential(path, spec, None)
-    assert np.array_equal(fast.clips, full.clips)  # bit-identical, not merely close
-    assert np.array_equal(fast.frame_indices, full.frame_indices)
+    assert_same_as_sequential(fast, path, spec)
     assert_exact(fast, 120)
 
 
