@@ -165,16 +165,23 @@ def read_h264_track(data: Buffer) -> Mp4Video:
 
     Raises:
         Mp4FormatError: not an MP4 file, fragmented, not exactly one video track, not H.264, an inconsistent sample
-            table, or an edit list other than one plain shift.
+            table, a required box missing or cut short, or an edit list other than one plain shift.
     """
-    top = {kind for kind, *_ in _boxes(data, 0, len(data))}
+    try:
+        return _read_h264_track(data)
+    except (KeyError, IndexError, struct.error) as exc:  # a required box is missing, or shorter than its fields
+        raise Mp4FormatError(f"malformed MP4 ({type(exc).__name__}: {exc})") from None
+
+
+def _read_h264_track(data: Buffer) -> Mp4Video:
+    top = _children(data, 0, len(data))
     if b"moov" not in top:
         raise Mp4FormatError("not an MP4 file (no moov box)")
     if b"moof" in top:
         raise Mp4FormatError("fragmented MP4")
-    moov = _children(data, *_children(data, 0, len(data))[b"moov"][1:])
+    moov = _children(data, *top[b"moov"][1:])
     traks = []
-    for kind, _, payload, end in _boxes(data, *_children(data, 0, len(data))[b"moov"][1:]):
+    for kind, _, payload, end in _boxes(data, *top[b"moov"][1:]):
         if kind != b"trak":
             continue
         trak = _children(data, payload, end)

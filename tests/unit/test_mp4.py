@@ -13,6 +13,7 @@ import pytest
 from videos import SHORTCUT_SPECS, assert_same_as_sequential, decode_clip, ffmpeg_exe, index_frame, write_frames
 
 from video3dcnn.config import ClipSpec
+from video3dcnn.errors import VideoDecodeError
 from video3dcnn.mp4 import Mp4FormatError, read_h264_track, write_samples
 from video3dcnn.video import _read_in_order, decode_clips
 
@@ -157,6 +158,24 @@ def test_truncated_mp4_is_declined(encodes: dict[str, Path], tmp_path: Path) -> 
     cut = data[:moov] + data[moov : moov + 200]  # moov at the end, cut short
     with pytest.raises(Mp4FormatError):
         read_h264_track(cut)
+
+
+@pytest.mark.parametrize("box", [b"hdlr", b"stsc", b"mvhd", b"stbl"])
+def test_an_mp4_missing_a_required_box_is_skipped_with_a_reason(
+    encodes: dict[str, Path], tmp_path: Path, box: bytes
+) -> None:
+    """A damaged file must not end the run with a traceback: it is declined here, and decoding gives a reason."""
+    damaged = encodes["x264-default"].read_bytes().replace(box, b"x" + box[1:])
+    with pytest.raises(Mp4FormatError, match="malformed MP4"):
+        read_h264_track(damaged)
+    path = tmp_path / "damaged.mp4"
+    path.write_bytes(damaged)
+    try:
+        decoded = decode_clips(path, ClipSpec(frames=8, height=32, width=32))
+    except VideoDecodeError as exc:
+        assert "\n" not in str(exc) and str(path) in str(exc)
+    else:
+        assert decoded.method.startswith("sequential")  # FFmpeg copes with some damage the rewrite declines
 
 
 def test_reading_in_order_stops_where_timestamps_go_back(tmp_path: Path) -> None:
