@@ -224,6 +224,7 @@ def read_frames(
     wanted: Collection[int],
     stop_after: int | None = None,
     capture: cv2.VideoCapture | None = None,
+    rising: bool = False,
 ) -> tuple[dict[int, np.ndarray], int]:
     """One sequential pass: decode every frame, convert only the ``wanted`` ones.
 
@@ -233,16 +234,23 @@ def read_frames(
         wanted: frame indices to keep (``in`` is called once per frame).
         stop_after: stop after this frame index; None decodes to the end.
         capture: an open capture of ``path`` positioned at its first frame (default: open one).
+        rising: stop at the first frame whose timestamp does not rise, so the count falls short when the decoder
+            puts frames out of presentation order.
 
     Returns:
-        The wanted frames that exist, by index, and the number of frames decoded.
+        The wanted frames that exist, by index, and the number of frames decoded (in order, with ``rising``).
     """
     if capture is None:
         with open_capture(path) as opened:
-            return read_frames(path, spec, wanted, stop_after, opened)
+            return read_frames(path, spec, wanted, stop_after, opened, rising)
     frames: dict[int, np.ndarray] = {}
-    count = 0
+    count, last = 0, -math.inf
     while (stop_after is None or count <= stop_after) and capture.grab():
+        if rising:
+            stamp = capture.get(cv2.CAP_PROP_POS_MSEC)
+            if stamp <= last:
+                break
+            last = stamp
         if count in wanted:
             frames[count] = _retrieve(capture, spec, count, path)
         count += 1
@@ -456,7 +464,7 @@ def _decode_reference_frames(path: Path, spec: ClipSpec) -> DecodedVideo | None:
                 write_samples(video, data, keep, copy.file)
                 copy.flush()
                 positions = {i for i, frame in enumerate(shown) if frame in wanted}
-                frames, in_order = _read_in_order(Path(copy.name), spec, positions)
+                frames, in_order = read_frames(Path(copy.name), spec, positions, rising=True)
     except (OSError, ValueError, VideoDecodeError) as exc:  # Mp4FormatError is a ValueError
         logger.debug("%s: decoding every frame (%s)", path, exc)
         return None
@@ -469,18 +477,3 @@ def _decode_reference_frames(path: Path, spec: ClipSpec) -> DecodedVideo | None:
         )
         return None
     return _assemble({shown[i]: frame for i, frame in frames.items()}, indices, count, "reference")
-
-
-def _read_in_order(path: Path, spec: ClipSpec, wanted: set[int]) -> tuple[dict[int, np.ndarray], int]:
-    """``read_frames``, counting only frames whose timestamps rise: the count is short if the decoder reordered."""
-    frames: dict[int, np.ndarray] = {}
-    count, last = 0, -math.inf
-    with open_capture(path) as capture:
-        while capture.grab():
-            stamp = capture.get(cv2.CAP_PROP_POS_MSEC)
-            if stamp <= last:
-                break
-            if count in wanted:
-                frames[count] = _retrieve(capture, spec, count, path)
-            count, last = count + 1, stamp
-    return frames, count

@@ -15,7 +15,7 @@ from videos import SHORTCUT_SPECS, assert_same_as_sequential, decode_clip, ffmpe
 from video3dcnn.config import ClipSpec
 from video3dcnn.errors import VideoDecodeError
 from video3dcnn.mp4 import Mp4FormatError, read_h264_track, write_samples
-from video3dcnn.video import _read_in_order, decode_clips
+from video3dcnn.video import decode_clips, read_frames
 
 HEIGHT, WIDTH = 48, 64
 FRAMES = 60
@@ -187,5 +187,5 @@ def test_reading_in_order_stops_where_timestamps_go_back(tmp_path: Path) -> None
     capture.release()
     assert any(later <= earlier for earlier, later in zip(stamps, stamps[1:]))
     first_back = next(i for i in range(1, len(stamps)) if stamps[i] <= stamps[i - 1])
-    _, count = _read_in_order(path, ClipSpec(frames=1, height=32, width=32), set())
+    _, count = read_frames(path, ClipSpec(frames=1, height=32, width=32), set(), rising=True)
     assert count == first_back < 30
