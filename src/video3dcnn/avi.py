@@ -16,8 +16,8 @@ The writer emits one video stream, no index, no audio, sizes patched on close.
 
 from __future__ import annotations
 
-import struct
 import mmap
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO

@@ -209,9 +209,7 @@ def write_shard(path: Path, shard: Shard, compress: bool = True, clip_pieces: Se
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         archive = _ZipWriter(handle)
         header = _npy_header(clips)
-        crc = zlib.crc32(header)
-        for clip in clips:
-            crc = zlib.crc32(clip.data, crc)
+        crc = zlib.crc32(clips.data.cast("B"), zlib.crc32(header))
         size = len(header) + clips.nbytes
         if compress:
             compressor = zlib.compressobj(1, zlib.DEFLATED, -15)
@@ -224,9 +222,9 @@ def write_shard(path: Path, shard: Shard, compress: bool = True, clip_pieces: Se
         for key, array in arrays.items():
             data = io.BytesIO()
             np.lib.format.write_array(data, array, allow_pickle=False)
-            compressor = zlib.compressobj(1, zlib.DEFLATED, -15)
-            pieces = [compressor.compress(data.getbuffer()) + compressor.flush()]
-            archive.add(f"{key}.npy", zipfile.ZIP_DEFLATED, zlib.crc32(data.getbuffer()), data.tell(), pieces)
+            member = data.getvalue()
+            deflated = zlib.compress(member, 1, wbits=-15)
+            archive.add(f"{key}.npy", zipfile.ZIP_DEFLATED, zlib.crc32(member), len(member), [deflated])
         archive.close()
     return path.stat().st_size
 
