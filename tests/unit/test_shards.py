@@ -185,10 +185,18 @@ def test_load_index_errors_for_empty_dir_and_other_schema(tmp_path):
 
 @pytest.mark.parametrize("compress", [True, False])
 @pytest.mark.parametrize("zip64", [False, True], ids=["zip", "zip64"])
-def test_zip_members_check_out_with_zipfile_and_numpy(tmp_path, monkeypatch, compress, zip64):
+@pytest.mark.parametrize("deflater", ["isal", "zlib"])
+def test_zip_members_check_out_with_zipfile_and_numpy(tmp_path, monkeypatch, compress, zip64, deflater):
+    if deflater == "zlib":  # where the isal package is not installed
+        monkeypatch.setattr(shards, "_deflate", None)
+    else:
+        from isal import isal_zlib
+
+        assert shards._deflate is isal_zlib
     if zip64:  # every size and offset past 64 bytes takes the ZIP64 fields, as past 4 GiB in a real shard
         monkeypatch.setattr(shards._ZipWriter, "LIMIT", 64)
     shard = make_shard(n=9)
+    shard.clips[::2] //= 16  # compressible clips too, not only random bytes that deflate stores
     path = tmp_path / "s.npz"
     shards.write_shard(path, shard, compress=compress)
     with zipfile.ZipFile(path) as archive:
