@@ -25,7 +25,6 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from video3dcnn import __version__
+from video3dcnn import __version__, pool
 from video3dcnn.config import ClipSpec, as_dict
 from video3dcnn.discovery import (
     Discovery,
@@ -45,7 +44,8 @@ from video3dcnn.discovery import (
     read_class_list,
     stable_fraction,
 )
-from video3dcnn.errors import DataError, ToolkitError, VideoDecodeError
+from video3dcnn.errors import DataError, VideoDecodeError
+from video3dcnn.pool import WorkerDiedError  # noqa: F401 - raised by process() through ordered_map
 from video3dcnn.preview import thumbnail, write_preview
 from video3dcnn.process_options import ProcessOptions
 from video3dcnn.progress import Progress
@@ -66,11 +66,6 @@ logger = logging.getLogger(__name__)
 
 SHARD_TARGET_BYTES = 64 * 2**20  # default shard size: about 64 MiB of uncompressed clips
 PREVIEW_CLIPS = 2
-WINDOW_PER_WORKER = 4  # results buffered per worker while waiting for an earlier, slower video
-
-
-class WorkerDiedError(ToolkitError):
-    """A decoding process died (killed by the system); nothing of this run is listed in a manifest."""
 
 
 @dataclass(frozen=True)
@@ -108,28 +103,9 @@ def decode_task(task: tuple[str, ClipSpec, bool]) -> tuple[DecodedVideo | None, 
 
 
 def ordered_map(function: Callable[[Any], Any], items: Iterable[Any], workers: int) -> Iterator[Any]:
-    """``map(function, items)`` over ``workers`` processes, results in input order, at most a few per worker ahead.
-
-    With one worker everything runs in this process. A process pool replaces ``multiprocessing.Pool.imap`` because a
-    pool whose worker is killed hangs forever; here the run stops with ``WorkerDiedError``.
-    """
-    if workers <= 1:
-        yield from map(function, items)
-        return
-    executor = concurrent.futures.ProcessPoolExecutor(workers, mp_context=_pool_context(), initializer=_init_worker)
-    try:
-        pending: collections.deque = collections.deque()
-        iterator = iter(items)
-        for item in iterator:
-            pending.append(executor.submit(function, item))
-            if len(pending) >= workers * WINDOW_PER_WORKER:
-                yield _result(pending.popleft())
-        while pending:
-            yield _result(pending.popleft())
-    finally:
-        # After the last result the workers are idle: let them exit on their own rather than wait for them. On an
-        # error, wait until the cancelled work has stopped.
-        executor.shutdown(wait=bool(pending), cancel_futures=True)
+    """``map(function, items)`` over ``workers`` decoders, in input order (``pool.ordered_map``): child processes
+    start from a fork server that has already imported the decoder, and ignore Ctrl-C."""
+    return pool.ordered_map(function, items, workers, _pool_context(), _init_worker)
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -140,16 +116,6 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["video3dcnn.processing"])
     return context
-
-
-def _result(future: concurrent.futures.Future) -> Any:
-    try:
-        return future.result()
-    except BrokenProcessPool:
-        raise WorkerDiedError(
-            "a decoding process died (killed by the system, e.g. out of memory): try fewer --workers or a larger "
-            "instance; no manifest was written"
-        ) from None
 
 
 def default_workers() -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 from pathlib import Path
 
 import cv2
@@ -16,7 +15,7 @@ from video3dcnn.cli import main as cli_main
 from video3dcnn.discovery import is_validation
 from video3dcnn.errors import DataError
 from video3dcnn.process_options import ProcessOptions
-from video3dcnn.processing import ShardWriter, WorkerDiedError, ordered_map, process
+from video3dcnn.processing import ShardWriter, process
 from video3dcnn.shards import atomic_path, deflate_clip, load_index, read_classes, read_shard
 from video3dcnn.video import DecodedVideo
 
@@ -139,23 +138,6 @@ def test_a_run_that_dies_midway_leaves_nothing_that_looks_complete(
     assert [p.name for p in tmp_path.glob("*.npz")] == ["h-00000.npz"]
     with pytest.raises(DataError, match="no manifest"):
         load_index(tmp_path)
-
-
-def kill_own_process(item: int) -> int:
-    """A task that kills the worker running it, like the kernel's OOM killer would."""
-    if item == 3:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return item * 10
-
-
-def test_a_killed_worker_stops_the_run_instead_of_hanging() -> None:
-    assert list(ordered_map(kill_own_process, range(3), workers=2)) == [0, 10, 20]
-    with pytest.raises(WorkerDiedError, match="decoding process died"):
-        list(ordered_map(kill_own_process, range(8), workers=2))
-
-
-def test_results_come_back_in_input_order() -> None:
-    assert list(ordered_map(abs, range(-40, 0), workers=2)) == list(range(40, 0, -1))
 
 
 def test_too_many_bad_videos_fail_without_a_manifest(dataset: Path, tmp_path: Path) -> None:
