@@ -36,8 +36,10 @@ import itertools
 import logging
 import math
 import mmap
+import os
 import tempfile
-from collections.abc import Collection, Iterator
+import threading
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -45,7 +47,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from video3dcnn.avi import AviWriter, read_video_packets
+from video3dcnn.avi import AviWriter, Buffer, read_video_packets
 from video3dcnn.clips import clip_indices, plan_runs, runs_cost, wanted_frames
 from video3dcnn.config import ClipSpec
 from video3dcnn.errors import VideoDecodeError
@@ -119,8 +121,7 @@ def decode_clips(path: Path, spec: ClipSpec) -> DecodedVideo:
         if decoded is not None:
             return decoded
     if spec.sampling != "head" and path.suffix.lower() == ".avi":
-        scan = _scan_avi(path)  # XviD/DivX AVI: no OpenCV demuxing needed to plan keyframe runs
-        decoded = _decode_keyframe_runs(path, spec, scan) if scan is not None and scan.exact else None
+        scan, decoded = _decode_avi(path, spec)  # XviD/DivX AVI: no OpenCV demuxing needed to plan keyframe runs
         if decoded is not None:
             return decoded
     with open_capture(path) as capture:
@@ -266,6 +267,34 @@ def _no_frames(path: Path) -> VideoDecodeError:
     return VideoDecodeError(f"{path}: opens but no frame decodes (damaged or empty video stream)")
 
 
+_scratch = threading.local()
+
+
+def _scratch_copy(write: Callable[[BinaryIO], None]) -> Path:
+    """Let ``write`` fill this thread's scratch file from its start; return a path OpenCV can open it by.
+
+    The file is reused from video to video (overwritten, then cut to length): creating, writing afresh and deleting a
+    temporary file for every video cost about 0.3 ms, 3% of decoding a small one. On Linux it has no name
+    (``O_TMPFILE``), so it disappears with the process however that ends, and OpenCV opens it through
+    ``/proc/self/fd``; elsewhere it is a named temporary file, deleted when closed. A forked child makes its own.
+    """
+    entry = getattr(_scratch, "entry", None)
+    if entry is None or entry[0] != os.getpid():
+        handle = tempfile.TemporaryFile(prefix="video3dcnn-")
+        path = Path(f"/proc/self/fd/{handle.fileno()}")
+        if not path.exists():  # no procfs
+            handle.close()
+            handle = tempfile.NamedTemporaryFile(prefix="video3dcnn-")
+            path = Path(handle.name)
+        entry = _scratch.entry = (os.getpid(), handle, path)
+    _, handle, path = entry
+    handle.seek(0)
+    write(handle)
+    handle.truncate()
+    handle.flush()
+    return path
+
+
 def _decode_sequential(
     path: Path, spec: ClipSpec, estimate: int | None, capture: cv2.VideoCapture | None = None
 ) -> DecodedVideo:
@@ -350,17 +379,39 @@ def _scan_avi(path: Path) -> PacketScan | None:
     """Scan an MPEG-4 Part 2 AVI file by reading its chunks directly; None for other codecs or unreadable AVI."""
     try:
         with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            avi = read_video_packets(data)
-            if avi.fourcc not in MPEG4_PART2_FOURCCS or not avi.packets:
-                return None
-            offset, size = avi.packets[0]
-            header = avi.extradata + config_prefix(data[offset : offset + size])
-            vol = parse_vol(header)
-            kinds = vop_kinds(data, avi.packets, vol) if vol else ["none"] * len(avi.packets)
-    except (OSError, ValueError) as exc:  # AviFormatError is a ValueError; OpenCV's demuxer gets the file next
+            return _scan_avi_data(path, data)
+    except OSError as exc:
+        logger.debug("%s: not read as AVI (%s)", path, exc)
+        return None
+
+
+def _scan_avi_data(path: Path, data: Buffer) -> PacketScan | None:
+    """``_scan_avi`` of the file ``path`` held in ``data``."""
+    try:
+        avi = read_video_packets(data)
+        if avi.fourcc not in MPEG4_PART2_FOURCCS or not avi.packets:
+            return None
+        offset, size = avi.packets[0]
+        header = avi.extradata + config_prefix(data[offset : offset + size])
+        vol = parse_vol(header)
+        kinds = vop_kinds(data, avi.packets, vol) if vol else ["none"] * len(avi.packets)
+    except ValueError as exc:  # AviFormatError is a ValueError; OpenCV's demuxer gets the file next
         logger.debug("%s: not read as AVI (%s)", path, exc)
         return None
     return replace(_summarise(kinds, header, avi.width, avi.height), offsets=tuple(avi.packets))
+
+
+def _decode_avi(path: Path, spec: ClipSpec) -> tuple[PacketScan | None, DecodedVideo | None]:
+    """An AVI file: its scan (None when it is not MPEG-4 Part 2 or not readable directly) and, when the scan is
+    exact, the clips from its keyframe runs (None when that path declines). The file is mapped once for both."""
+    try:
+        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            scan = _scan_avi_data(path, data)
+            decoded = _decode_keyframe_runs(path, spec, scan, data) if scan is not None and scan.exact else None
+            return scan, decoded
+    except OSError as exc:
+        logger.debug("%s: not read as AVI (%s)", path, exc)
+        return None, None
 
 
 def scan_mpeg4_packets(path: Path) -> PacketScan:
@@ -382,20 +433,25 @@ def scan_mpeg4_packets(path: Path) -> PacketScan:
         return _summarise(kinds, header, *size)
 
 
-def _write_runs(path: Path, scan: PacketScan, runs: list[tuple[int, int]], target: BinaryIO) -> None:
+def _write_runs(
+    path: Path, scan: PacketScan, runs: list[tuple[int, int]], target: BinaryIO, data: Buffer | None = None
+) -> None:
     """Copy the packets of ``runs`` into an AVI file, the configuration headers in front of the first one.
 
-    Packets of an AVI scan are copied from the file, a run at a time where its chunks lie back to back; others are
-    demuxed again through OpenCV.
+    Packets of an AVI scan are copied from the file (``data`` when the caller has it mapped), a run at a time where
+    its chunks lie back to back; others are demuxed again through OpenCV.
     """
+    if scan.offsets and data is None:
+        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            _write_runs(path, scan, runs, target, mapped)
+        return
     avi = AviWriter(target, "FMP4", scan.width, scan.height, scan.header)
     if scan.offsets:
-        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            (offset, size), (start, stop) = scan.offsets[runs[0][0]], runs[0]
-            avi.write(scan.header + data[offset : offset + size])
-            avi.copy_chunks(data, list(scan.offsets[start + 1 : stop + 1]))
-            for start, stop in runs[1:]:
-                avi.copy_chunks(data, list(scan.offsets[start : stop + 1]))
+        (offset, size), (start, stop) = scan.offsets[runs[0][0]], runs[0]
+        avi.write(scan.header + data[offset : offset + size])
+        avi.copy_chunks(data, list(scan.offsets[start + 1 : stop + 1]))
+        for start, stop in runs[1:]:
+            avi.copy_chunks(data, list(scan.offsets[start : stop + 1]))
     else:
         bounds = iter(runs)
         start, stop = next(bounds)
@@ -412,8 +468,13 @@ def _write_runs(path: Path, scan: PacketScan, runs: list[tuple[int, int]], targe
     avi.close()
 
 
-def _decode_keyframe_runs(path: Path, spec: ClipSpec, scan: PacketScan) -> DecodedVideo | None:
-    """Decode only the runs from each wanted frame's keyframe; None when that saves too little or goes wrong."""
+def _decode_keyframe_runs(
+    path: Path, spec: ClipSpec, scan: PacketScan, data: Buffer | None = None
+) -> DecodedVideo | None:
+    """Decode only the runs from each wanted frame's keyframe; None when that saves too little or goes wrong.
+
+    ``data``: the file, already mapped by the scan of an AVI file.
+    """
     indices = clip_indices(spec, scan.count)
     needed = wanted_frames(indices)
     runs = plan_runs(needed, scan.keyframes)
@@ -422,12 +483,8 @@ def _decode_keyframe_runs(path: Path, spec: ClipSpec, scan: PacketScan) -> Decod
     order = [frame for start, stop in runs for frame in range(start, stop + 1)]
     wanted = set(needed)
     try:
-        with tempfile.NamedTemporaryFile(prefix="video3dcnn-", suffix=".avi") as runs_file:
-            _write_runs(path, scan, runs, runs_file.file)  # the file itself: no wrapper call per packet
-            runs_file.flush()
-            frames, decoded = read_frames(
-                Path(runs_file.name), spec, {i for i, frame in enumerate(order) if frame in wanted}
-            )
+        copy = _scratch_copy(lambda target: _write_runs(path, scan, runs, target, data))
+        frames, decoded = read_frames(copy, spec, {i for i, frame in enumerate(order) if frame in wanted})
     except (OSError, VideoDecodeError) as exc:  # no writable temporary directory, or the copy will not open
         logger.warning("%s: keyframe decoding failed (%s); decoding sequentially", path, exc)
         return None
@@ -460,11 +517,9 @@ def _decode_reference_frames(path: Path, spec: ClipSpec) -> DecodedVideo | None:
             if len(keep) > DROP_GAIN * count:
                 return None
             shown = sorted(display[sample] for sample in keep)  # the kept frames, in the order they decode
-            with tempfile.NamedTemporaryFile(prefix="video3dcnn-", suffix=".mp4") as copy:
-                write_samples(video, data, keep, copy.file)
-                copy.flush()
-                positions = {i for i, frame in enumerate(shown) if frame in wanted}
-                frames, in_order = read_frames(Path(copy.name), spec, positions, rising=True)
+            copy = _scratch_copy(lambda target: write_samples(video, data, keep, target))
+            positions = {i for i, frame in enumerate(shown) if frame in wanted}
+            frames, in_order = read_frames(copy, spec, positions, rising=True)
     except (OSError, ValueError, VideoDecodeError) as exc:  # Mp4FormatError is a ValueError
         logger.debug("%s: decoding every frame (%s)", path, exc)
         return None

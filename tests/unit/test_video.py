@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import subprocess
+import tempfile
+import threading
 from pathlib import Path
 
 import cv2
@@ -22,6 +25,7 @@ from videos import (
 from video3dcnn.avi import AviWriter
 from video3dcnn.clips import uniform_indices
 from video3dcnn.config import ClipSpec
+from video3dcnn import video
 from video3dcnn.errors import VideoDecodeError
 from video3dcnn.video import (
     _decode_sequential,
@@ -259,11 +263,34 @@ def test_keyframe_path_falls_back_when_no_temporary_file_can_be_written(
     def read_only_disk(*args, **kwargs):
         raise OSError(30, "Read-only file system")
 
+    monkeypatch.setattr(video, "_scratch", threading.local())  # no scratch file made yet in this thread
+    monkeypatch.setattr("tempfile.TemporaryFile", read_only_disk)
     monkeypatch.setattr("tempfile.NamedTemporaryFile", read_only_disk)
     spec = ClipSpec(frames=8, height=32, width=32)
     decoded = decode_clips(long_mpeg4["ffmpeg-mpeg4"], spec)
     assert decoded.method == "sequential"
     assert_exact(decoded, 120)
+
+
+def scratch_in_child(queue: multiprocessing.Queue) -> None:
+    path = video._scratch_copy(lambda handle: handle.write(b"child"))
+    queue.put(path.read_bytes())
+
+
+def test_scratch_file_is_reused_cut_to_length_nameless_and_per_process(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(video, "_scratch", threading.local())
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    first = video._scratch_copy(lambda handle: handle.write(b"x" * 5000))
+    assert first.read_bytes() == b"x" * 5000
+    second = video._scratch_copy(lambda handle: handle.write(b"yz"))
+    assert second == first and second.read_bytes() == b"yz"  # the same file, cut to what was written
+    assert list(tmp_path.iterdir()) == []  # O_TMPFILE: nothing named in the directory, nothing left behind
+    queue = multiprocessing.get_context("fork").Queue()
+    child = multiprocessing.get_context("fork").Process(target=scratch_in_child, args=(queue,))
+    child.start()
+    assert queue.get(timeout=30) == b"child"
+    child.join()
+    assert first.read_bytes() == b"yz"  # a forked child wrote its own file, not the inherited one
 
 
 def test_resize_frame_is_area_averaging() -> None:
