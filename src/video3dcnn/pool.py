@@ -8,9 +8,10 @@ few results buffered. Why not ``concurrent.futures.ProcessPoolExecutor`` or ``mu
   0.06 ms. Decoding a small video takes ~10 ms, and on a machine with as many decoders as cores every millisecond the
   parent spends is taken from a decoder.
 - With up to ``LOCAL_DECODER_MAX`` workers, one decoder is a thread of the calling process (OpenCV and the deflater
-  release the GIL while they work), so ``--workers N`` keeps N cores busy instead of N + 1 processes sharing N cores,
-  and decoding starts before the child processes are up. With more workers the parent has enough to do collecting
-  results, and all decoders are processes.
+  release the GIL while they work; its tasks and results are handed over as objects, not pickled), so
+  ``--workers N`` keeps N cores busy instead of N + 1 processes sharing N cores, and decoding starts before the child
+  processes are up. With more workers the parent has enough to do collecting results, and all decoders are
+  processes.
 - ``multiprocessing.Pool`` hangs forever when a worker is killed; here a dead decoder process ends the run with
   ``WorkerDiedError``.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import multiprocessing
+import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection, wait
@@ -39,7 +41,7 @@ class WorkerDiedError(ToolkitError):
 
 
 def _serve(connection: Connection, function: Callable[[Any], Any]) -> None:
-    """A decoder's loop: ``(index, item)`` in, ``(index, True, result)`` or ``(index, False, exception)`` out.
+    """A child process's loop: ``(index, item)`` in, ``(index, True, result)`` or ``(index, False, exception)`` out.
 
     Stops at ``None`` or when the parent's end of the pipe is gone; the connection is closed on the way out, so the
     parent sees a decoder that stopped for any other reason as a closed pipe.
@@ -63,6 +65,49 @@ def _serve(connection: Connection, function: Callable[[Any], Any]) -> None:
         connection.close()
 
 
+class _LocalDecoder:
+    """The decoder thread of the calling process, used like a child's pipe (``send``, ``recv``, ``fileno``, ``close``).
+
+    Tasks and replies pass as objects, never pickled; the pipe carries one empty message per reply so that ``wait``
+    wakes up for the thread as for the processes.
+    """
+
+    def __init__(self, function: Callable[[Any], Any]) -> None:
+        self._tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self._replies: collections.deque = collections.deque()
+        self._reader, self._writer = multiprocessing.Pipe(duplex=False)
+        self.thread = threading.Thread(target=self._run, args=(function,), name="decoder", daemon=True)
+        self.thread.start()
+
+    def _run(self, function: Callable[[Any], Any]) -> None:
+        try:
+            while (task := self._tasks.get()) is not None:
+                index, item = task
+                try:
+                    reply = (index, True, function(item))
+                except Exception as exc:  # raised again in the caller, as map would
+                    reply = (index, False, exc)
+                self._replies.append(reply)
+                self._writer.send_bytes(b"")
+        except OSError:  # the caller has gone away (closed its end)
+            pass
+        finally:
+            self._writer.close()
+
+    def send(self, task: tuple[int, Any] | None) -> None:
+        self._tasks.put(task)
+
+    def recv(self) -> tuple[int, bool, Any]:
+        self._reader.recv_bytes()  # EOFError when the thread has stopped
+        return self._replies.popleft()
+
+    def fileno(self) -> int:
+        return self._reader.fileno()
+
+    def close(self) -> None:
+        self._reader.close()
+
+
 def _process_main(
     connection: Connection, function: Callable[[Any], Any], initializer: Callable[[], None] | None
 ) -> None:
@@ -78,14 +123,12 @@ class _Decoders:
         self, function: Callable[[Any], Any], workers: int, context: multiprocessing.context.BaseContext,
         initializer: Callable[[], None] | None,
     ) -> None:  # fmt: skip
-        self.connections: list[Connection] = []
+        self.connections: list[Connection | _LocalDecoder] = []
         self.processes: dict[int, multiprocessing.process.BaseProcess] = {}  # by sentinel
-        self.idle: collections.deque[Connection] = collections.deque()
+        self.idle: collections.deque[Connection | _LocalDecoder] = collections.deque()
         local = 1 if workers <= LOCAL_DECODER_MAX else 0
         if local:
-            parent, child = multiprocessing.Pipe()
-            threading.Thread(target=_serve, args=(child, function), name="decoder", daemon=True).start()
-            self._add(parent)
+            self._add(_LocalDecoder(function))
         for _ in range(workers - local):
             parent, child = context.Pipe()
             process = context.Process(target=_process_main, args=(child, function, initializer), daemon=True)
@@ -94,7 +137,7 @@ class _Decoders:
             self.processes[process.sentinel] = process
             self._add(parent)
 
-    def _add(self, connection: Connection) -> None:
+    def _add(self, connection: Connection | _LocalDecoder) -> None:
         self.connections.append(connection)
         self.idle.extend([connection] * PREFETCH)
 
@@ -122,7 +165,7 @@ class _Decoders:
         return replies
 
     def close(self, wait_for_work: bool) -> None:
-        """Tell every decoder to stop; with ``wait_for_work``, wait until the processes have finished their task."""
+        """Tell every decoder to stop; with ``wait_for_work``, wait until each has finished the task it is on."""
         for connection in self.connections:
             try:
                 connection.send(None)
@@ -131,6 +174,9 @@ class _Decoders:
         if wait_for_work:
             for process in self.processes.values():
                 process.join()
+            for connection in self.connections:
+                if isinstance(connection, _LocalDecoder):
+                    connection.thread.join()
         for connection in self.connections:
             connection.close()
 
