@@ -35,7 +35,6 @@ import argparse
 import logging
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,14 +48,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from video3dcnn.process_options import ProcessOptions
+from video3dcnn.processing import process
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # the project's synthetic-video kit (ffmpeg writer)
-
-from videos import ffmpeg_exe, write_frames  # noqa: E402
-
-from video3dcnn.process_options import ProcessOptions  # noqa: E402
-from video3dcnn.processing import process  # noqa: E402
-from video3dcnn.synthetic import DIRECTIONS, motion_frames  # noqa: E402
+LABELS = ("MoveDown", "MoveLeft", "MoveRight", "MoveUp")  # class folders: the directions of video3dcnn.synthetic
+# Every worker process imports this script again as its __main__, as it would the ``video3dcnn`` console script:
+# what only building the videos needs is imported there, so that worker start-up is not charged for it.
 
 WIDTH, HEIGHT, SECONDS, FPS = 320, 240, 10, 25
 DEPTH, SIZE = 15, 32
@@ -105,6 +103,11 @@ def make_videos(
     directory: Path, count: int, copies: int, content: str, cache: Path, formats: dict = FORMATS
 ) -> dict[str, Path]:
     """Write ``count`` distinct videos per format and link each ``copies`` times into a class-folder layout."""
+    sys.path.insert(0, str(REPO / "tests"))  # the project's synthetic-video kit (ffmpeg writer)
+    from videos import write_frames
+
+    from video3dcnn.synthetic import DIRECTIONS, motion_frames
+
     if content == "real":
         clips = real_clips(cache)
         sources = [REAL_WINDOWS[i % len(REAL_WINDOWS)] for i in range(count)]
@@ -115,7 +118,7 @@ def make_videos(
     for name, (codec, suffix, gop, extra) in formats.items():
         root = directory / name
         for number in range(count):
-            label = list(DIRECTIONS)[number % 4]
+            label = LABELS[number % 4]
             path = root / label / f"v{number:02d}_c00{suffix}"
             if content == "real":
                 clip, start = sources[number]
@@ -130,6 +133,8 @@ def make_videos(
 
 def encode_window(clip: Path, start: int, path: Path, codec: str, gop: int, extra: list[str]) -> None:
     """Encode 10 s of ``clip`` (looped), from ``start`` seconds, at 320x240 and 25 fps with the codec of ``FORMATS``."""
+    from videos import ffmpeg_exe
+
     path.parent.mkdir(parents=True, exist_ok=True)
     codec_args = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18"] if codec == "h264" else ["-c:v", "mpeg4"]
     codec_args += ["-q:v", "4"] if codec == "mpeg4" else []
@@ -191,11 +196,11 @@ class Timing:
 
     @property
     def median(self) -> float:
-        return statistics.median(self.seconds)
+        return float(np.median(self.seconds))
 
     @property
     def cpu_median(self) -> float:
-        return statistics.median(self.cpu)
+        return float(np.median(self.cpu))
 
     @property
     def spread(self) -> str:
