@@ -127,15 +127,19 @@ class _Decoders:
         self.processes: dict[int, multiprocessing.process.BaseProcess] = {}  # by sentinel
         self.idle: collections.deque[Connection | _LocalDecoder] = collections.deque()
         local = 1 if workers <= LOCAL_DECODER_MAX else 0
-        if local:
-            self._add(_LocalDecoder(function))
-        for _ in range(workers - local):
-            parent, child = context.Pipe()
-            process = context.Process(target=_process_main, args=(child, function, initializer), daemon=True)
-            process.start()
-            child.close()
-            self.processes[process.sentinel] = process
-            self._add(parent)
+        try:
+            if local:
+                self._add(_LocalDecoder(function))
+            for _ in range(workers - local):
+                parent, child = context.Pipe()
+                process = context.Process(target=_process_main, args=(child, function, initializer), daemon=True)
+                process.start()
+                child.close()
+                self.processes[process.sentinel] = process
+                self._add(parent)
+        except BaseException:  # e.g. no process can be started: stop the decoders already running
+            self.close(wait_for_work=False)
+            raise
 
     def _add(self, connection: Connection | _LocalDecoder) -> None:
         self.connections.append(connection)
@@ -165,15 +169,27 @@ class _Decoders:
         return replies
 
     def close(self, wait_for_work: bool) -> None:
-        """Tell every decoder to stop; with ``wait_for_work``, wait until each has finished the task it is on."""
+        """Tell every decoder to stop; with ``wait_for_work``, wait until each has finished the task it is on.
+
+        While waiting, replies still on their way are read and dropped: a child process blocks sending a result
+        larger than the pipe's buffer until someone reads it.
+        """
         for connection in self.connections:
             try:
                 connection.send(None)
             except OSError:
                 pass
         if wait_for_work:
-            for process in self.processes.values():
-                process.join()
+            running = set(self.processes)
+            reading = [connection for connection in self.connections if not isinstance(connection, _LocalDecoder)]
+            while running:
+                ready = wait([*reading, *running])
+                for connection in [connection for connection in reading if connection in ready]:
+                    try:
+                        connection.recv()
+                    except (EOFError, OSError):
+                        reading.remove(connection)
+                running.difference_update(ready)
             for connection in self.connections:
                 if isinstance(connection, _LocalDecoder):
                     connection.thread.join()

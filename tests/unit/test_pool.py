@@ -96,3 +96,27 @@ def test_stopping_early_stops_the_decoders() -> None:
         time.sleep(0.05)
     assert not {child.pid for child in multiprocessing.active_children()} - before
     assert not [thread for thread in threading.enumerate() if thread.name == "decoder"]
+
+
+def big_or_fail(item: int) -> bytes:
+    if item == 5:
+        raise ValueError("bad item 5")
+    if item > 5:  # still being decoded when the caller gets the error
+        time.sleep(0.2)
+    return bytes(300_000)  # larger than a pipe's buffer: a child blocks sending it until someone reads
+
+
+def test_an_error_while_children_send_large_results_does_not_hang() -> None:
+    outcome = []
+
+    def run() -> None:
+        try:
+            list(ordered_map(big_or_fail, range(40), workers=3))
+        except ValueError as exc:
+            outcome.append(str(exc))
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    runner.join(timeout=60)
+    assert not runner.is_alive(), "ordered_map hung while stopping its decoders"
+    assert outcome == ["bad item 5"]
