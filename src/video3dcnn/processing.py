@@ -4,10 +4,11 @@ Order of work, on each host:
 
 1. Remove this host's previous manifest first, then its previous shards, so that nothing left over looks complete.
 2. Discover and label the videos (``discovery``), keep this instance's part of a replicated input.
-3. Decode in worker processes (one single-threaded decoder per core), in input order: results come back in the order
-   they were submitted, through a bounded window, so the output is the same whatever the number of workers and
-   memory stays bounded. The parent alone writes shards (``<host>-<NNNNN>.npz``, each written to a temporary name and
-   renamed).
+3. Decode with one single-threaded decoder per worker (``pool``: child processes, and a thread of this process up to
+   8 workers), in input order: results come back in the order they were submitted, through a bounded window, so the
+   output is the same whatever the number of workers and memory stays bounded. This process alone writes shards
+   (``<host>-<NNNNN>.npz``, each written to a temporary name and renamed); a run that fails or is interrupted drops
+   the clips it had not written yet.
 4. Check the bad fraction; write ``classes.txt``, ``preview.png`` and, last, ``manifest-<host>.json``. Readers only
    trust shards a manifest lists, so a killed run (or a failed one) never looks complete.
 
@@ -182,11 +183,19 @@ class ShardWriter:
             writing, self._writing = self._writing, None
             writing.result()  # re-raises a failed write here
 
-    def close(self) -> None:
-        """Write what is queued, wait for the writing thread and stop it."""
+    def close(self, write_queued: bool = True) -> None:
+        """Write what is queued, wait for the writing thread and stop it.
+
+        ``write_queued=False`` (a run that failed or was interrupted): the queued clips are dropped rather than
+        written into a shard no manifest will list, and a failure of the write in progress is not raised again.
+        """
         try:
-            self.flush()
-            self._wait()
+            if write_queued:
+                self.flush()
+                self._wait()
+            else:
+                with contextlib.suppress(Exception):
+                    self._wait()
         finally:
             self._thread.shutdown(wait=True)
 
@@ -383,8 +392,10 @@ def process(
         with contextlib.closing(_decode_all(videos, spec, workers, options.compress)) as results:  # stops the workers
             for video, decoded, pieces, reason in results:
                 run.collect(video, decoded, pieces, reason)
-    finally:
-        writer.close()  # on an error too: no write is left running (an unfinished one leaves no file)
+    except BaseException:
+        writer.close(write_queued=False)  # no write is left running (an unfinished one leaves no file)
+        raise
+    writer.close()
     _check_outcome(run.tally, options)
     return _finish(run)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import cv2
@@ -138,6 +137,26 @@ def test_a_run_that_dies_midway_leaves_nothing_that_looks_complete(
     assert [p.name for p in tmp_path.glob("*.npz")] == ["h-00000.npz"]
     with pytest.raises(DataError, match="no manifest"):
         load_index(tmp_path)
+
+
+def test_an_interrupted_run_writes_no_shard_for_the_clips_it_had_queued(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import video3dcnn.processing as processing
+
+    real_decode, calls = processing.decode_task, []
+
+    def decode_then_stop(task):
+        calls.append(task)
+        if len(calls) == 6:
+            raise KeyboardInterrupt  # Ctrl-C while the sixth video decodes
+        return real_decode(task)
+
+    monkeypatch.setattr(processing, "decode_task", decode_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        process(dataset, tmp_path, options(shard_size=100), host="h")
+    assert list(tmp_path.glob("*.npz")) == []  # five videos' clips were queued: dropped, not written
+    assert not (tmp_path / "manifest-h.json").exists()
 
 
 def test_too_many_bad_videos_fail_without_a_manifest(dataset: Path, tmp_path: Path) -> None:
