@@ -22,10 +22,10 @@ from videos import (
     write_index_video,
 )
 
+from video3dcnn import video
 from video3dcnn.avi import AviWriter
 from video3dcnn.clips import uniform_indices
 from video3dcnn.config import ClipSpec
-from video3dcnn import video
 from video3dcnn.errors import VideoDecodeError
 from video3dcnn.video import (
     _decode_sequential,
