@@ -130,7 +130,7 @@ def decode_clips(path: Path, spec: ClipSpec) -> DecodedVideo:
             return _decode_sequential(path, spec, None, capture)
         estimate = header_count if path.suffix.lower() in HEADER_COUNT_SUFFIXES and header_count > 0 else None
         if scan is None and fourcc in MPEG4_PART2_FOURCCS:
-            scan = scan_mpeg4_packets(path)
+            scan = _demux_mpeg4_packets(path)  # an AVI file was already read directly above, or could not be
             decoded = _decode_keyframe_runs(path, spec, scan) if scan.exact else None
             if decoded is not None:
                 return decoded
@@ -421,6 +421,11 @@ def scan_mpeg4_packets(path: Path) -> PacketScan:
     """
     if path.suffix.lower() == ".avi" and (scan := _scan_avi(path)) is not None:
         return scan
+    return _demux_mpeg4_packets(path)
+
+
+def _demux_mpeg4_packets(path: Path) -> PacketScan:
+    """``scan_mpeg4_packets`` through OpenCV's demuxer, for any container."""
     with open_capture(path, raw=True) as capture:
         size = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         header, vol, kinds = _extradata(capture), None, []
@@ -438,13 +443,9 @@ def _write_runs(
 ) -> None:
     """Copy the packets of ``runs`` into an AVI file, the configuration headers in front of the first one.
 
-    Packets of an AVI scan are copied from the file (``data`` when the caller has it mapped), a run at a time where
-    its chunks lie back to back; others are demuxed again through OpenCV.
+    Packets of a scan that read the AVI file itself are copied from ``data`` (that file, mapped by the caller), a run
+    at a time where its chunks lie back to back; packets of a demuxed scan are demuxed again through OpenCV.
     """
-    if scan.offsets and data is None:
-        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            _write_runs(path, scan, runs, target, mapped)
-        return
     avi = AviWriter(target, "FMP4", scan.width, scan.height, scan.header)
     if scan.offsets:
         (offset, size), (start, stop) = scan.offsets[runs[0][0]], runs[0]
@@ -473,7 +474,7 @@ def _decode_keyframe_runs(
 ) -> DecodedVideo | None:
     """Decode only the runs from each wanted frame's keyframe; None when that saves too little or goes wrong.
 
-    ``data``: the file, already mapped by the scan of an AVI file.
+    ``data``: the file, mapped; needed when the scan read the AVI file itself (``scan.offsets``).
     """
     indices = clip_indices(spec, scan.count)
     needed = wanted_frames(indices)

@@ -23,7 +23,7 @@ from videos import (
 )
 
 from video3dcnn import video
-from video3dcnn.avi import AviWriter
+from video3dcnn.avi import AviFormatError, AviWriter
 from video3dcnn.clips import uniform_indices
 from video3dcnn.config import ClipSpec
 from video3dcnn.errors import VideoDecodeError
@@ -145,6 +145,24 @@ def test_keyframe_runs_give_the_same_arrays_as_a_full_pass(long_mpeg4: dict[str,
     assert fast.method == "keyframe"
     assert_same_as_sequential(fast, path, spec)
     assert_exact(fast, 120)
+
+
+def test_an_avi_the_direct_reader_declines_is_demuxed_once_through_opencv(
+    long_mpeg4: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+
+    def decline(data):
+        calls.append(len(data))
+        raise AviFormatError("as if the file had a layout the reader does not list exactly")
+
+    monkeypatch.setattr(video, "read_video_packets", decline)
+    path, spec = long_mpeg4["ffmpeg-mpeg4"], ClipSpec(frames=8, height=32, width=32)
+    decoded = decode_clips(path, spec)
+    assert len(calls) == 1  # not read directly a second time before OpenCV's demuxer takes over
+    assert decoded.method == "keyframe"  # the keyframe runs still, from packets demuxed through OpenCV
+    assert_same_as_sequential(decoded, path, spec)
+    assert_exact(decoded, 120)
 
 
 def test_b_frames_fall_back_to_a_sequential_pass(video_dir: Path) -> None:
