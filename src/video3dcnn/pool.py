@@ -40,6 +40,15 @@ class WorkerDiedError(ToolkitError):
     """A decoding process died (killed by the system); nothing of this run is listed in a manifest."""
 
 
+def _call(function: Callable[[Any], Any], task: tuple[int, Any]) -> tuple[int, bool, Any]:
+    """``(index, True, function(item))``, or ``(index, False, exception)``: raised again in the caller, as map would."""
+    index, item = task
+    try:
+        return index, True, function(item)
+    except Exception as exc:  # noqa: BLE001 - handed to the caller
+        return index, False, exc
+
+
 def _serve(connection: Connection, function: Callable[[Any], Any]) -> None:
     """A child process's loop: ``(index, item)`` in, ``(index, True, result)`` or ``(index, False, exception)`` out.
 
@@ -48,15 +57,11 @@ def _serve(connection: Connection, function: Callable[[Any], Any]) -> None:
     """
     try:
         while (task := connection.recv()) is not None:
-            index, item = task
-            try:
-                reply = (index, True, function(item))
-            except Exception as exc:  # raised again in the parent, as map would
-                reply = (index, False, exc)
+            index, ok, value = reply = _call(function, task)
             try:
                 connection.send(reply)  # pickled whole before anything is written
             except Exception as exc:  # noqa: BLE001 - a result or exception that cannot be pickled
-                failure = reply[2] if not reply[1] else exc
+                failure = exc if ok else value
                 message = f"{type(failure).__name__}: {failure} (cannot be sent back: {exc})"
                 connection.send((index, False, RuntimeError(message)))
     except (EOFError, OSError):  # the parent is gone or closed the pipe
@@ -82,12 +87,7 @@ class _LocalDecoder:
     def _run(self, function: Callable[[Any], Any]) -> None:
         try:
             while (task := self._tasks.get()) is not None:
-                index, item = task
-                try:
-                    reply = (index, True, function(item))
-                except Exception as exc:  # raised again in the caller, as map would
-                    reply = (index, False, exc)
-                self._replies.append(reply)
+                self._replies.append(_call(function, task))
                 self._writer.send_bytes(b"")
         except OSError:  # the caller has gone away (closed its end)
             pass
