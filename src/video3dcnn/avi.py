@@ -1,7 +1,8 @@
 """AVI (RIFF) without a decoder: list the video packets of a file, and write packets that are already encoded.
 
-The keyframe-aware decoder (``video``) reads XviD/DivX AVI files with ``read_video_packets``: one pass over the chunk
-headers, about 20 times cheaper than demuxing through OpenCV packet by packet. It copies runs of the compressed packets
+The keyframe-aware decoder (``video``) reads XviD/DivX AVI files with ``read_video_packets``: the ``idx1`` index
+checked against the chunks it points to, or one pass over the chunk headers, 20 to 100 times cheaper than demuxing
+through OpenCV packet by packet. It copies runs of the compressed packets
 into a new file with ``AviWriter`` and decodes that with OpenCV. AVI rather than a raw elementary stream because
 FFmpeg opens it without probing (0.2 ms against 8 ms for a raw .m4v stream, measured). Layout (little-endian, every
 chunk padded to an even size)::
@@ -22,6 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+import numpy as np
+
 Buffer = bytes | bytearray | memoryview | mmap.mmap  # what the container readers parse (a whole file)
 
 AVIH_SIZE = 56
@@ -29,6 +32,8 @@ STRH_SIZE = 56
 BITMAPINFOHEADER_SIZE = 40
 AVIH_TOTAL_FRAMES = 16  # offset of dwTotalFrames inside avih
 STRH_LENGTH = 32  # offset of dwLength inside strh
+INDEX_ENTRY = np.dtype([("tag", "S4"), ("flags", "<u4"), ("offset", "<u4"), ("size", "<u4")])  # one idx1 entry
+CHUNK_HEADER = np.dtype([("tag", "S4"), ("size", "<u4")])
 
 
 def _chunk_header(fourcc: bytes, size: int) -> bytes:
@@ -92,7 +97,7 @@ class AviWriter:
             0,
         )
 
-    def write(self, packet: bytes) -> None:
+    def write(self, packet: bytes | memoryview) -> None:
         """Append one packet as one frame chunk."""
         self._handle.write(_chunk_header(b"00dc", len(packet)))
         self._handle.write(packet)
@@ -100,25 +105,24 @@ class AviWriter:
             self._handle.write(b"\x00")
         self._frames += 1
 
-    def copy_chunks(self, data: Buffer, packets: list[tuple[int, int]]) -> None:
-        """Append the packets ``(offset, size)`` of another AVI file held in ``data``, in order.
+    def copy_chunks(self, data: Buffer, packets: np.ndarray) -> None:
+        """Append the packets of another AVI file held in ``data``, in order (``packets``: rows ``(offset, size)``).
 
         When they lie back to back as stream 0 chunks (the usual layout of a video-only file), their chunks are copied
         in one piece, headers and padding included; otherwise packet by packet.
         """
-        if not packets:
+        if not len(packets):
             return
-        first, (last, size) = packets[0][0], packets[-1]
-        back_to_back = all(
-            following == offset + length + (length & 1) + 8
-            for (offset, length), (following, _) in zip(packets, packets[1:])
-        )
-        if back_to_back and first >= 8 and bytes(data[first - 8 : first - 6]) == b"00":
-            self._handle.write(data[first - 8 : last + size + (size & 1)])
+        offsets, sizes = packets[:, 0], packets[:, 1]
+        first, last, size = int(offsets[0]), int(offsets[-1]), int(sizes[-1])
+        back_to_back = np.array_equal(offsets[1:], offsets[:-1] + sizes[:-1] + (sizes[:-1] & 1) + 8)
+        view = memoryview(data)
+        if back_to_back and first >= 8 and view[first - 8 : first - 6] == b"00":
+            self._handle.write(view[first - 8 : last + size + (size & 1)])
             self._frames += len(packets)
             return
-        for offset, length in packets:
-            self.write(data[offset : offset + length])
+        for offset, length in packets.tolist():
+            self.write(view[offset : offset + length])
 
     def close(self) -> None:
         """Patch the sizes and frame counts into the headers (the handle stays open)."""
@@ -134,7 +138,7 @@ class AviWriter:
         self._handle.seek(end)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds an array: compared by identity
 class AviVideo:
     """The first video stream of an AVI file, as its headers and chunks describe it.
 
@@ -142,14 +146,15 @@ class AviVideo:
         fourcc: the codec tag of the stream format (``biCompression``), upper case.
         width, height: frame size from the stream format.
         extradata: codec configuration stored after the BITMAPINFOHEADER (may be empty).
-        packets: ``(offset, size)`` of the stream's chunks' payloads in file order, one per packet.
+        packets: int64 ``[N, 2]``: ``(offset, size)`` of the stream's chunks' payloads in file order, one row per
+            packet.
     """
 
     fourcc: str
     width: int
     height: int
     extradata: bytes
-    packets: list[tuple[int, int]]
+    packets: np.ndarray
 
 
 class AviFormatError(ValueError):
@@ -193,8 +198,41 @@ def _index_count(data: Buffer, start: int, size: int, tags: tuple[bytes, bytes])
     return sum(1 for (tag,) in struct.iter_unpack("<4s12x", data[start : start + size - size % 16]) if tag in tags)
 
 
+def _indexed_packets(
+    data: Buffer, movi: tuple[int, int], index: tuple[int, int], tags: tuple[bytes, bytes]
+) -> np.ndarray | None:
+    """The video packets as the ``idx1`` index lists them, when it describes the ``movi`` list exactly; else None.
+
+    Exactly means: its entries point, back to back, at every chunk of the list from its first to its end (so no
+    chunk is left out), each with the tag and size the entry gives. Offsets count from the ``movi`` tag, or from the
+    start of the file (both conventions exist). ``movi`` and ``index``: ``(payload offset, size)`` of the two chunks.
+    """
+    count = index[1] // INDEX_ENTRY.itemsize
+    if count == 0:
+        return None
+    entries = np.frombuffer(data, INDEX_ENTRY, count, index[0])
+    first_chunk, end = movi[0] + 4, movi[0] + movi[1]
+    headers = entries["offset"].astype(np.int64)
+    headers += first_chunk - headers[0]
+    if headers[0] - entries["offset"][0] not in (movi[0], 0):
+        return None
+    sizes = entries["size"].astype(np.int64)
+    ends = headers + 8 + sizes + (sizes & 1)
+    if ends[-1] != end or not np.array_equal(headers[1:], ends[:-1]):
+        return None
+    found = np.frombuffer(data, np.uint8)[headers[:, None] + np.arange(CHUNK_HEADER.itemsize)].view(CHUNK_HEADER)
+    if not (np.array_equal(found["tag"].ravel(), entries["tag"]) and np.array_equal(found["size"].ravel(), sizes)):
+        return None
+    video = np.isin(entries["tag"], tags)
+    return np.stack((headers[video] + 8, sizes[video]), axis=1)
+
+
 def read_video_packets(data: Buffer) -> AviVideo:
     """List the packets of the first video stream of the AVI file held in ``data`` (bytes or an ``mmap``).
+
+    A file of one ``RIFF`` with one ``movi`` list and an ``idx1`` index that lists every chunk of it, back to back,
+    is listed from the index (each entry checked against the chunk header it points to: vectorised, about 5 times
+    faster); any other layout (OpenDML, ``rec `` lists, ``JUNK`` among the chunks, no index) by walking the chunks.
 
     Raises:
         AviFormatError: ``data`` is not a RIFF AVI file, has no video stream, is cut short, or its ``idx1`` index
@@ -203,9 +241,9 @@ def read_video_packets(data: Buffer) -> AviVideo:
     if len(data) < 12 or struct.unpack_from("<4sI4s", data, 0)[::2] != (b"RIFF", b"AVI "):
         raise AviFormatError("not a RIFF AVI file")
     stream, video = 0, None
-    packets: list[tuple[int, int]] = []
     tags = (b"", b"")
-    indexed = None
+    lists: list[tuple[int, int]] = []
+    index = None
     for riff, riff_offset, riff_size in _chunks(data, 0, len(data)):
         if riff != b"RIFF":
             continue
@@ -221,11 +259,16 @@ def read_video_packets(data: Buffer) -> AviVideo:
                         tags = (b"%02ddc" % stream, b"%02ddb" % stream)
                     stream += 1
             elif kind == b"movi":
-                _movi_packets(data, offset + 4, offset + size, tags, packets)
+                lists.append((offset, size))
             elif fourcc == b"idx1":
-                indexed = _index_count(data, offset, size, tags)
+                index = (offset, size)
     if video is None:
         raise AviFormatError("no video stream")
-    if indexed is not None and indexed != len(packets):
-        raise AviFormatError(f"the index lists {indexed} video packets, the file holds {len(packets)}")
-    return AviVideo(*video, packets)
+    if len(lists) == 1 and index is not None and (packets := _indexed_packets(data, lists[0], index, tags)) is not None:
+        return AviVideo(*video, packets)
+    listed: list[tuple[int, int]] = []
+    for offset, size in lists:
+        _movi_packets(data, offset + 4, offset + size, tags, listed)
+    if index is not None and (indexed := _index_count(data, *index, tags)) != len(listed):
+        raise AviFormatError(f"the index lists {indexed} video packets, the file holds {len(listed)}")
+    return AviVideo(*video, np.array(listed, np.int64).reshape(-1, 2))

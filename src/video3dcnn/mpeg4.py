@@ -27,6 +27,8 @@ EXTENDED_PAR = 0xF
 RECTANGULAR = 0
 GRAYSCALE_SHAPE = 3
 VOP_KINDS = ("I", "P", "B", "S")  # vop_coding_type 0..3
+KIND_NAMES = (*VOP_KINDS, "not-coded", "none", "packed", "bad")  # what vop_kind returns; vop_codes gives the index
+NOT_CODED, NONE, PACKED = 4, 5, 6
 
 
 class BitReader:
@@ -156,18 +158,24 @@ def config_prefix(packet: bytes) -> bytes:
     return packet[:first] if first > 0 else b""
 
 
-def vop_kinds(data: Buffer, packets: Sequence[tuple[int, int]], vol: VolHeader) -> list[str]:
-    """``vop_kind`` of every packet ``(offset, size)`` of ``data``, vectorised over the whole buffer.
+def vop_kinds(data: Buffer, packets: Sequence[tuple[int, int]] | np.ndarray, vol: VolHeader) -> list[str]:
+    """``vop_kind`` of every packet ``(offset, size)`` of ``data`` (see ``vop_codes``)."""
+    return [KIND_NAMES[code] for code in vop_codes(data, packets, vol).tolist()]
+
+
+def vop_codes(data: Buffer, packets: Sequence[tuple[int, int]] | np.ndarray, vol: VolHeader) -> np.ndarray:
+    """``vop_kind`` of every packet ``(offset, size)`` of ``data``, as indices into ``KIND_NAMES``, vectorised.
 
     One pass over the bytes finds every VOP start code; the header bits of the common case (one VOP, no
     ``modulo_time_base`` ones) are read for all packets at once, and ``vop_kind`` handles the rest one by one.
     About 5x faster than calling ``vop_kind`` per packet on a 10 s XviD clip.
     """
-    if not packets:
-        return []
+    packets = np.asarray(packets, np.int64).reshape(-1, 2)
+    if not len(packets):
+        return np.zeros(0, np.int8)
     buffer = np.frombuffer(data, np.uint8)
-    starts = np.fromiter((offset for offset, _ in packets), np.int64, len(packets))
-    ends = starts + np.fromiter((size for _, size in packets), np.int64, len(packets))
+    starts = packets[:, 0]
+    ends = starts + packets[:, 1]
     candidates = np.flatnonzero(buffer[3:] == VOP_START_CODE[3])
     candidates = candidates[
         (buffer[candidates] == 0) & (buffer[candidates + 1] == 0) & (buffer[candidates + 2] == 1)
@@ -181,10 +189,9 @@ def vop_kinds(data: Buffer, packets: Sequence[tuple[int, int]], vol: VolHeader) 
     words = buffer[positions[:, None] + np.arange(8)].view(">u8").ravel().astype(np.uint64)
     plain = (words >> np.uint64(61)) & np.uint64(1) == 0  # modulo_time_base is a single zero
     coded = (words >> np.uint64(63 - 5 - vol.time_increment_bits)) & np.uint64(1) == 1
-    names = (*VOP_KINDS, "not-coded", "none", "packed", "")  # codes 0-3, 4, 5, 6 and 7 for "read it one by one"
-    codes = np.where(counts == 0, 5, np.where(counts > 1, 6, 7))
-    codes[single[plain]] = np.where(coded[plain], words[plain] >> np.uint64(62), 4)
-    return [
-        names[code] or vop_kind(data, vol, offset, offset + size)
-        for code, (offset, size) in zip(codes.tolist(), packets)
-    ]
+    codes = np.where(counts == 0, NONE, np.where(counts > 1, PACKED, -1)).astype(np.int8)
+    codes[single[plain]] = np.where(coded[plain], words[plain] >> np.uint64(62), NOT_CODED)
+    for position in np.flatnonzero(codes < 0).tolist():  # read one by one
+        offset, size = packets[position].tolist()
+        codes[position] = KIND_NAMES.index(vop_kind(data, vol, offset, offset + size))
+    return codes

@@ -52,7 +52,7 @@ from video3dcnn.clips import clip_indices, plan_runs, runs_cost, wanted_frames
 from video3dcnn.config import ClipSpec
 from video3dcnn.errors import VideoDecodeError
 from video3dcnn.mp4 import read_h264_track, write_samples
-from video3dcnn.mpeg4 import config_prefix, parse_vol, vop_kind, vop_kinds
+from video3dcnn.mpeg4 import KIND_NAMES, config_prefix, parse_vol, vop_codes, vop_kind
 
 try:
     import cv2
@@ -324,7 +324,7 @@ def _decode_sequential(
     return _assemble(frames, indices, count, "sequential+recount")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds an array: compared by identity
 class PacketScan:
     """A demux-only scan of an MPEG-4 Part 2 stream.
 
@@ -335,8 +335,8 @@ class PacketScan:
         width, height: coded frame size.
         exact: every packet is one coded I- or P-frame, the first is an I-frame and the header names its encoder, so
             packet ``i`` is decoded frame ``i`` and runs from a keyframe decode exactly as in the full file.
-        offsets: ``(offset, size)`` of every packet in the file when the scan read an AVI file itself; empty when it
-            demuxed through OpenCV (the runs are then demuxed again).
+        offsets: int64 ``[count, 2]``, ``(offset, size)`` of every packet in the file, when the scan read an AVI file
+            itself; None when it demuxed through OpenCV (the runs are then demuxed again).
     """
 
     count: int
@@ -345,7 +345,7 @@ class PacketScan:
     width: int
     height: int
     exact: bool
-    offsets: tuple[tuple[int, int], ...] = ()
+    offsets: np.ndarray | None = None
 
 
 def _extradata(capture: cv2.VideoCapture) -> bytes:
@@ -363,16 +363,17 @@ def _packet_bytes(capture: cv2.VideoCapture) -> bytes:
     return packet.tobytes() if ok and packet is not None else b""
 
 
-def _summarise(kinds: list[str], header: bytes, width: int, height: int) -> PacketScan:
-    """A scan from the kind of every packet (``mpeg4.vop_kind``) and the configuration headers."""
-    keyframes = tuple(i for i, kind in enumerate(kinds) if kind == "I")
+def _summarise(codes: np.ndarray, header: bytes, width: int, height: int) -> PacketScan:
+    """A scan from the kind of every packet (``mpeg4.vop_codes``) and the configuration headers."""
+    intra, predicted = KIND_NAMES.index("I"), KIND_NAMES.index("P")
+    keyframes = tuple(np.flatnonzero(codes == intra).tolist())
     exact = (
-        bool(kinds)
-        and kinds[0] == "I"
-        and all(kind in ("I", "P") for kind in kinds)
+        len(codes) > 0
+        and codes[0] == intra
+        and bool(np.isin(codes, (intra, predicted)).all())
         and any(signature in header for signature in ENCODER_SIGNATURES)
     )
-    return PacketScan(len(kinds), keyframes, header, width, height, exact)
+    return PacketScan(len(codes), keyframes, header, width, height, exact)
 
 
 def _scan_avi(path: Path) -> PacketScan | None:
@@ -389,16 +390,16 @@ def _scan_avi_data(path: Path, data: Buffer) -> PacketScan | None:
     """``_scan_avi`` of the file ``path`` held in ``data``."""
     try:
         avi = read_video_packets(data)
-        if avi.fourcc not in MPEG4_PART2_FOURCCS or not avi.packets:
+        if avi.fourcc not in MPEG4_PART2_FOURCCS or not len(avi.packets):
             return None
-        offset, size = avi.packets[0]
+        offset, size = avi.packets[0].tolist()
         header = avi.extradata + config_prefix(data[offset : offset + size])
         vol = parse_vol(header)
-        kinds = vop_kinds(data, avi.packets, vol) if vol else ["none"] * len(avi.packets)
+        codes = vop_codes(data, avi.packets, vol) if vol else np.full(len(avi.packets), KIND_NAMES.index("none"))
     except ValueError as exc:  # AviFormatError is a ValueError; OpenCV's demuxer gets the file next
         logger.debug("%s: not read as AVI (%s)", path, exc)
         return None
-    return replace(_summarise(kinds, header, avi.width, avi.height), offsets=tuple(avi.packets))
+    return replace(_summarise(codes, header, avi.width, avi.height), offsets=avi.packets)
 
 
 def _decode_avi(path: Path, spec: ClipSpec) -> tuple[PacketScan | None, DecodedVideo | None]:
@@ -435,7 +436,7 @@ def _demux_mpeg4_packets(path: Path) -> PacketScan:
                 header += config_prefix(packet)
                 vol = parse_vol(header)
             kinds.append(vop_kind(packet, vol) if vol else "none")
-        return _summarise(kinds, header, *size)
+        return _summarise(np.array([KIND_NAMES.index(kind) for kind in kinds]), header, *size)
 
 
 def _write_runs(
@@ -447,12 +448,12 @@ def _write_runs(
     at a time where its chunks lie back to back; packets of a demuxed scan are demuxed again through OpenCV.
     """
     avi = AviWriter(target, "FMP4", scan.width, scan.height, scan.header)
-    if scan.offsets:
-        (offset, size), (start, stop) = scan.offsets[runs[0][0]], runs[0]
+    if scan.offsets is not None:
+        (offset, size), (start, stop) = scan.offsets[runs[0][0]].tolist(), runs[0]
         avi.write(scan.header + data[offset : offset + size])
-        avi.copy_chunks(data, list(scan.offsets[start + 1 : stop + 1]))
+        avi.copy_chunks(data, scan.offsets[start + 1 : stop + 1])
         for start, stop in runs[1:]:
-            avi.copy_chunks(data, list(scan.offsets[start : stop + 1]))
+            avi.copy_chunks(data, scan.offsets[start : stop + 1])
     else:
         bounds = iter(runs)
         start, stop = next(bounds)

@@ -7,9 +7,11 @@ import struct
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from videos import ffmpeg_exe, index_frame, write_frames, write_index_video
 
+from video3dcnn import avi
 from video3dcnn.avi import AviFormatError, AviWriter, read_video_packets
 from video3dcnn.video import _packet_bytes, open_capture
 
@@ -141,4 +143,89 @@ def test_copied_chunks_equal_packets_written_one_by_one(avi_files: dict[str, Pat
         writer.close()
         outputs.append(handle.getvalue())
     assert outputs[0] == outputs[1]
-    assert listed_packets(outputs[1]) == [data[o : o + s] for o, s in packets[0:5] + packets[12:21] + packets[24:30]]
+    kept = np.concatenate((packets[0:5], packets[12:21], packets[24:30])).tolist()
+    assert listed_packets(outputs[1]) == [data[o : o + s] for o, s in kept]
+
+
+def indexed_file(index_chunks: list[tuple[bytes, int]], movi_chunks: list[bytes], absolute: bool = False) -> bytes:
+    """A one-stream XviD AVI whose ``movi`` list holds ``movi_chunks`` and whose ``idx1`` lists ``index_chunks``:
+    ``(tag, position of the chunk in movi_chunks)``; offsets from the ``movi`` tag, or from the file start."""
+    bitmap = struct.pack("<IiiHH4sIiiII", 40, WIDTH, HEIGHT, 1, 24, b"XVID", 0, 0, 0, 0, 0)
+    video_strl = riff_list(b"LIST", b"strl", chunk(b"strh", b"vids" + bytes(52)), chunk(b"strf", bitmap))
+    hdrl = riff_list(b"LIST", b"hdrl", chunk(b"avih", bytes(56)), video_strl)
+    movi_tag = 12 + len(hdrl) + 8  # RIFF header and form, hdrl, the movi list's header
+    positions = [4 + sum(map(len, movi_chunks[:i])) for i in range(len(movi_chunks))]
+    sizes = [struct.unpack_from("<I", piece, 4)[0] for piece in movi_chunks]
+    entries = b"".join(
+        struct.pack("<4sIII", tag, 0x10, positions[i] + (movi_tag if absolute else 0), sizes[i])
+        for tag, i in index_chunks
+    )
+    return riff_list(b"RIFF", b"AVI ", hdrl, riff_list(b"LIST", b"movi", *movi_chunks), chunk(b"idx1", entries))
+
+
+def walks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the chunk walks ``read_video_packets`` makes from now on."""
+    calls = []
+    walk = avi._movi_packets
+    monkeypatch.setattr(avi, "_movi_packets", lambda *args: (calls.append(1), walk(*args))[1])
+    return calls
+
+
+@pytest.mark.parametrize("name", ["ffmpeg-mpeg4", "opencv-xvid", "opencv-mjpg", "audio-first"])
+def test_an_index_that_lists_every_chunk_gives_the_same_packets_as_the_walk(
+    avi_files: dict[str, Path], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = avi_files[name].read_bytes()
+    calls = walks(monkeypatch)
+    from_index = read_video_packets(data).packets
+    assert not calls  # FFmpeg's files are listed from their index
+    monkeypatch.setattr(avi, "_indexed_packets", lambda *args: None)
+    from_walk = read_video_packets(data).packets
+    assert calls and from_walk.tolist() == from_index.tolist()
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+def test_index_offsets_may_count_from_the_movi_tag_or_the_file_start(
+    absolute: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pieces = [chunk(b"00dc", b"first"), chunk(b"01wb", b"sound"), chunk(b"00dc", b"second!")]
+    data = indexed_file([(b"00dc", 0), (b"01wb", 1), (b"00dc", 2)], pieces, absolute)
+    calls = walks(monkeypatch)
+    assert listed_packets(data) == [b"first", b"second!"]
+    assert not calls
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "a chunk left out of the index",
+        "a size that disagrees",
+        "a tag that disagrees",
+        "offsets that fit no convention",
+    ],
+)
+def test_an_index_that_does_not_describe_the_chunks_exactly_is_not_trusted(
+    case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pieces = [chunk(b"00dc", b"first"), chunk(b"JUNK", bytes(6)), chunk(b"00dc", b"second!")]
+    index = [(b"00dc", 0), (b"JUNK", 1), (b"00dc", 2)]
+    if case == "a chunk left out of the index":
+        index = [(b"00dc", 0), (b"00dc", 2)]
+    data = indexed_file(index, pieces)
+    entries = data.rindex(b"idx1") + 8
+    if case == "a size that disagrees":
+        data = data[: entries + 12] + struct.pack("<I", 4) + data[entries + 16 :]
+    elif case == "a tag that disagrees":
+        data = data[: entries + 16] + b"00db" + data[entries + 20 :]
+    elif case == "offsets that fit no convention":  # every entry 100 bytes further on: still back to back
+        shifted = bytearray(data)
+        for entry in range(entries, len(data), 16):
+            struct.pack_into("<I", shifted, entry + 8, struct.unpack_from("<I", data, entry + 8)[0] + 100)
+        data = bytes(shifted)
+    calls = walks(monkeypatch)
+    if case == "a tag that disagrees":  # the index then counts one video packet more than the chunks hold
+        with pytest.raises(AviFormatError, match="index lists 3 video packets"):
+            read_video_packets(data)
+    else:
+        assert listed_packets(data) == [b"first", b"second!"]
+    assert calls
