@@ -269,6 +269,25 @@ def _no_frames(path: Path) -> VideoDecodeError:
     return VideoDecodeError(f"{path}: opens but no frame decodes (damaged or empty video stream)")
 
 
+@contextmanager
+def _mapped(path: Path) -> Iterator[mmap.mmap]:
+    """``path`` mapped read-only, unmapped on the way out.
+
+    Unless an exception is on its way out of a function that held a view of the mapping (a numpy array or a
+    memoryview, still referenced by the traceback): closing would then raise ``BufferError`` in its place (Ctrl-C
+    would become a crash report), so the mapping is left to go with the traceback.
+    """
+    with open(path, "rb") as handle:
+        data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        yield data
+    finally:
+        try:
+            data.close()
+        except BufferError:
+            pass
+
+
 _scratch = threading.local()
 
 
@@ -381,7 +400,7 @@ def _summarise(codes: np.ndarray, header: bytes, width: int, height: int) -> Pac
 def _scan_avi(path: Path) -> PacketScan | None:
     """Scan an MPEG-4 Part 2 AVI file by reading its chunks directly; None for other codecs or unreadable AVI."""
     try:
-        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        with _mapped(path) as data:
             return _scan_avi_data(path, data)
     except OSError as exc:
         logger.debug("%s: not read as AVI (%s)", path, exc)
@@ -408,7 +427,7 @@ def _decode_avi(path: Path, spec: ClipSpec) -> tuple[PacketScan | None, DecodedV
     """An AVI file: its scan (None when it is not MPEG-4 Part 2 or not readable directly) and, when the scan is
     exact, the clips from its keyframe runs (None when that path declines). The file is mapped once for both."""
     try:
-        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        with _mapped(path) as data:
             scan = _scan_avi_data(path, data)
             decoded = _decode_keyframe_runs(path, spec, scan, data) if scan is not None and scan.exact else None
             return scan, decoded
@@ -507,7 +526,7 @@ def _decode_reference_frames(path: Path, spec: ClipSpec) -> DecodedVideo | None:
     decoded copy does not give back exactly the kept frames in presentation order.
     """
     try:
-        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        with _mapped(path) as data:
             video = read_h264_track(data)
             count = len(video.sizes)
             indices = clip_indices(spec, count)

@@ -328,3 +328,24 @@ def test_resize_frame_is_area_averaging() -> None:
     assert np.array_equal(resize_frame(odd, 32, 32), cv2.resize(odd, (32, 32), interpolation=cv2.INTER_AREA))
     assert np.array_equal(resize_frame(frame, 200, 150), cv2.resize(frame, (200, 150), interpolation=cv2.INTER_AREA))
     assert resize_frame(frame, 320, 240) is frame
+
+
+@pytest.mark.parametrize("source", ["ffmpeg-mpeg4", "h264"])
+def test_an_interrupt_while_a_view_of_the_mapped_file_is_alive_stays_an_interrupt(
+    long_mpeg4: dict[str, Path], video_dir: Path, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    """Ctrl-C (here raised by hand) inside a step that holds a numpy view of the mapped file reaches the caller as
+    KeyboardInterrupt, not as mmap's BufferError about a view still alive."""
+
+    def interrupted(data, *args):
+        view = np.frombuffer(data, np.uint8)  # noqa: F841 - alive in this frame when the interrupt comes
+        raise KeyboardInterrupt
+
+    if source == "h264":
+        path = write_index_video(video_dir / "interrupted.mp4", 40, "h264", height=HEIGHT, width=WIDTH).path
+        monkeypatch.setattr(video, "read_h264_track", interrupted)
+    else:
+        path = long_mpeg4[source]
+        monkeypatch.setattr(video, "vop_codes", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        decode_clips(path, ClipSpec(frames=8, height=32, width=32))
