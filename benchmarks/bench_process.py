@@ -258,7 +258,17 @@ def report(name: str, timings: dict[str, Timing], sizes: tuple[float, float]) ->
         f"(c2)/(c1) videos/s {c2.rate / c1.rate:.2f}x (best runs: {min(c1.seconds) / min(c2.seconds):.2f}x); "
         f"bytes/clip {sizes[0]:.0f} vs {sizes[1]:.0f} = {sizes[0] / sizes[1]:.3f}x |"
     )
+    rows.append(
+        f"| {name} | ratios within a round | | | (c1)/(b) {paired(c1, b):.3f}x | | (c2)/(c1) videos/s "
+        f"{paired(c1, c2):.2f}x (median over the rounds of the ratio of two runs next to each other) |"
+    )
     return rows
+
+
+def paired(numerator: Timing, denominator: Timing) -> float:
+    """Median over the rounds of ``numerator``'s time over ``denominator``'s in the same round: a slow spell of a
+    shared machine that lasts a round weighs on both sides of its ratio."""
+    return float(np.median([n / d for n, d in zip(numerator.seconds, denominator.seconds)]))
 
 
 def machine() -> str:
