@@ -212,10 +212,11 @@ def _indexed_packets(
         return None
     entries = np.frombuffer(data, INDEX_ENTRY, count, index[0])
     first_chunk, end = movi[0] + 4, movi[0] + movi[1]
-    headers = entries["offset"].astype(np.int64)
-    headers += first_chunk - headers[0]
-    if headers[0] - entries["offset"][0] not in (movi[0], 0):
+    offsets = entries["offset"].astype(np.int64)
+    base = first_chunk - int(offsets[0])  # where offset 0 lies if the first entry is the first chunk
+    if base not in (movi[0], 0):  # neither the 'movi' tag nor the start of the file
         return None
+    headers = offsets + base
     sizes = entries["size"].astype(np.int64)
     ends = headers + 8 + sizes + (sizes & 1)
     if ends[-1] != end or not np.array_equal(headers[1:], ends[:-1]):
