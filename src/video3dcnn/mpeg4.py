@@ -28,7 +28,7 @@ RECTANGULAR = 0
 GRAYSCALE_SHAPE = 3
 VOP_KINDS = ("I", "P", "B", "S")  # vop_coding_type 0..3
 KIND_NAMES = (*VOP_KINDS, "not-coded", "none", "packed", "bad")  # what vop_kind returns; vop_codes gives the index
-NOT_CODED, NONE, PACKED = 4, 5, 6
+NOT_CODED, NONE, PACKED = (KIND_NAMES.index(name) for name in ("not-coded", "none", "packed"))
 
 
 class BitReader:

@@ -52,7 +52,7 @@ from video3dcnn.clips import clip_indices, plan_runs, runs_cost, wanted_frames
 from video3dcnn.config import ClipSpec
 from video3dcnn.errors import VideoDecodeError
 from video3dcnn.mp4 import read_h264_track, write_samples
-from video3dcnn.mpeg4 import KIND_NAMES, config_prefix, parse_vol, vop_codes, vop_kind
+from video3dcnn.mpeg4 import KIND_NAMES, NONE, config_prefix, parse_vol, vop_codes, vop_kind
 
 try:
     import cv2
@@ -416,7 +416,7 @@ def _scan_avi_data(path: Path, data: Buffer) -> PacketScan | None:
         offset, size = avi.packets[0].tolist()
         header = avi.extradata + config_prefix(data[offset : offset + size])
         vol = parse_vol(header)
-        codes = vop_codes(data, avi.packets, vol) if vol else np.full(len(avi.packets), KIND_NAMES.index("none"))
+        codes = vop_codes(data, avi.packets, vol) if vol else np.full(len(avi.packets), NONE)
     except ValueError as exc:  # AviFormatError is a ValueError; OpenCV's demuxer gets the file next
         logger.debug("%s: not read as AVI (%s)", path, exc)
         return None
@@ -450,14 +450,14 @@ def _demux_mpeg4_packets(path: Path) -> PacketScan:
     """``scan_mpeg4_packets`` through OpenCV's demuxer, for any container."""
     with open_capture(path, raw=True) as capture:
         size = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        header, vol, kinds = _extradata(capture), None, []
+        header, vol, codes = _extradata(capture), None, []
         while capture.grab():
             packet = _packet_bytes(capture)
-            if not kinds:
+            if not codes:
                 header += config_prefix(packet)
                 vol = parse_vol(header)
-            kinds.append(vop_kind(packet, vol) if vol else "none")
-        return _summarise(np.array([KIND_NAMES.index(kind) for kind in kinds]), header, *size)
+            codes.append(KIND_NAMES.index(vop_kind(packet, vol)) if vol else NONE)
+        return _summarise(np.array(codes), header, *size)
 
 
 def _write_runs(
