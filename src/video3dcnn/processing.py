@@ -395,8 +395,14 @@ def process(
     except BaseException:
         writer.close(write_queued=False)  # no write is left running (an unfinished one leaves no file)
         raise
+    try:
+        _check_outcome(run.tally, options)
+    except DataError:
+        writer.close(write_queued=False)
+        for entry in writer.entries:  # no manifest will list them: leave nothing of this run behind
+            (output_dir / entry["file"]).unlink(missing_ok=True)
+        raise
     writer.close()
-    _check_outcome(run.tally, options)
     return _finish(run)
 
 

@@ -165,6 +165,7 @@ def test_too_many_bad_videos_fail_without_a_manifest(dataset: Path, tmp_path: Pa
     ):
         process(dataset, tmp_path, options(max_bad_fraction=0.05), host="h")
     assert not list(tmp_path.glob("manifest-*.json"))
+    assert not list(tmp_path.glob("h-*.npz"))  # the shards it had written (5 clips each) are removed too
 
 
 def test_nothing_decodes(tmp_path: Path) -> None:
