@@ -220,8 +220,9 @@ def _read_h264_track(data: Buffer) -> Mp4Video:
     decode_times = decode_times[:count]
     composition_times = list(decode_times)
     if b"ctts" in stbl:
-        version, _ = _full_box(data, stbl[b"ctts"][1])
-        shifts = _expand(_table(data, stbl[b"ctts"][1], ">Ii" if version else ">II"))
+        # Signed whatever the box version says, as FFmpeg reads them: QuickTime-style writers store negative
+        # offsets in version-0 boxes, which the specification calls unsigned.
+        shifts = _expand(_table(data, stbl[b"ctts"][1], ">Ii"))
         if len(shifts) < count:
             raise Mp4FormatError("composition offset table shorter than the sample table")
         composition_times = [time + shift for time, shift in zip(decode_times, shifts)]

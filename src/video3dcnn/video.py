@@ -37,6 +37,7 @@ import logging
 import math
 import mmap
 import os
+import struct
 import tempfile
 import threading
 from collections.abc import Callable, Collection, Iterator
@@ -543,7 +544,7 @@ def _decode_reference_frames(path: Path, spec: ClipSpec) -> DecodedVideo | None:
             copy = _scratch_copy(lambda target: write_samples(video, data, keep, target))
             positions = {i for i, frame in enumerate(shown) if frame in wanted}
             frames, in_order = read_frames(copy, spec, positions, rising=True)
-    except (OSError, ValueError, VideoDecodeError) as exc:  # Mp4FormatError is a ValueError
+    except (OSError, ValueError, struct.error, VideoDecodeError) as exc:  # Mp4FormatError is a ValueError
         logger.debug("%s: decoding every frame (%s)", path, exc)
         return None
     if in_order != len(shown):

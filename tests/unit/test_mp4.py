@@ -104,6 +104,27 @@ def test_rotation_survives_the_rewrite(encodes: dict[str, Path]) -> None:
     assert decode_clip(upright[None]) == [0]
 
 
+@pytest.mark.parametrize("version", [1, 0])
+def test_negative_composition_offsets_are_read_as_signed_in_either_box_version(tmp_path: Path, version: int) -> None:
+    """Negative offsets without an edit list; QuickTime-style writers put them in a version-0 box (FFmpeg reads them
+    as signed whatever the version): read as unsigned they crashed the rewrite with a struct.error."""
+    whole = encode(tmp_path / "whole.mp4", [])
+    path = tmp_path / f"negative-v{version}.mp4"
+    ffmpeg("-i", str(whole), "-c", "copy", "-movflags", "+negative_cts_offsets", "-use_editlist", "0", str(path))
+    data = bytearray(path.read_bytes())
+    at = data.index(b"ctts") + 4
+    assert data[at] == 1  # ffmpeg writes version 1 for negative offsets
+    data[at] = version
+    path.write_bytes(data)
+    video = read_h264_track(bytes(data))
+    assert min(c - d for c, d in zip(video.composition_times, video.decode_times)) < 0
+    spec = ClipSpec(frames=8, height=32, width=32)
+    fast = decode_clips(path, spec)
+    assert fast.method == "reference"
+    assert_same_as_sequential(fast, path, spec)
+    assert decode_clip(fast.clips[0]) == fast.frame_indices[0].tolist()
+
+
 def test_rewritten_file_holds_the_kept_samples_with_their_times(encodes: dict[str, Path]) -> None:
     data = encodes["x264-default"].read_bytes()
     video = read_h264_track(data)
