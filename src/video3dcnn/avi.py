@@ -161,13 +161,20 @@ class AviFormatError(ValueError):
     """The data is not an AVI file this reader can list exactly (not RIFF AVI, cut short, or inconsistent)."""
 
 
-def _chunks(data: Buffer, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
-    """``(fourcc, payload offset, payload size)`` of the chunks between ``start`` and ``end``."""
+class AviCutShortError(AviFormatError):
+    """The file ends inside one of its top-level chunks: it was cut short (an incomplete download or copy)."""
+
+
+def _chunks(
+    data: Buffer, start: int, end: int, overrun: type[AviFormatError] = AviFormatError
+) -> Iterator[tuple[bytes, int, int]]:
+    """``(fourcc, payload offset, payload size)`` of the chunks between ``start`` and ``end``; ``overrun`` is raised
+    for a chunk that runs past ``end``."""
     position = start
     while position + 8 <= end:
         fourcc, size = struct.unpack_from("<4sI", data, position)
         if position + 8 + size > end:
-            raise AviFormatError(f"chunk {fourcc!r} at {position} runs past the end of its list")
+            raise overrun(f"chunk {fourcc!r} at {position} runs past the end of its list")
         yield fourcc, position + 8, size
         position += 8 + size + (size & 1)
 
@@ -236,8 +243,9 @@ def read_video_packets(data: Buffer) -> AviVideo:
     faster); any other layout (OpenDML, ``rec `` lists, ``JUNK`` among the chunks, no index) by walking the chunks.
 
     Raises:
-        AviFormatError: ``data`` is not a RIFF AVI file, has no video stream, is cut short, or its ``idx1`` index
-            counts a different number of video packets than its chunks hold (then what FFmpeg would read is unclear).
+        AviFormatError: ``data`` is not a RIFF AVI file, has no video stream, or its ``idx1`` index counts a
+            different number of video packets than its chunks hold (then what FFmpeg would read is unclear).
+        AviCutShortError: the file ends inside a top-level chunk (an AviFormatError too).
     """
     if len(data) < 12 or struct.unpack_from("<4sI4s", data, 0)[::2] != (b"RIFF", b"AVI "):
         raise AviFormatError("not a RIFF AVI file")
@@ -245,7 +253,7 @@ def read_video_packets(data: Buffer) -> AviVideo:
     tags = (b"", b"")
     lists: list[tuple[int, int]] = []
     index = None
-    for riff, riff_offset, riff_size in _chunks(data, 0, len(data)):
+    for riff, riff_offset, riff_size in _chunks(data, 0, len(data), AviCutShortError):
         if riff != b"RIFF":
             continue
         for fourcc, offset, size in _chunks(data, riff_offset + 4, riff_offset + riff_size):

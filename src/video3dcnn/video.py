@@ -14,12 +14,15 @@ How frames are found:
   a demux-only scan finds the true count and the keyframes (AVI files are read directly, ``avi``; other containers
   through OpenCV's demuxer); the runs from the keyframe before each wanted frame are copied, still compressed, into a
   temporary AVI and only those are decoded (about 43% of the frames of a 10 s clip with a keyframe every 12 frames).
-  Used only when it decodes at most ``KEYFRAME_GAIN`` of what a sequential pass would.
+  Used only when it decodes at most ``KEYFRAME_GAIN`` of what a sequential pass would, and not for a stream with
+  display rotation (the AVI copy cannot carry it).
 - Reference-frame path, for H.264 in MP4/MOV (see ``mp4``): the frames no other frame refers to (most B-frames) are
   left out of a temporary copy unless a clip needs them, and the copy is decoded (x264's default B-frames make about
   half the frames droppable). Used only when it drops at least ``1 - DROP_GAIN`` of the frames; the copy's timestamps
   must rise frame after frame, or the video is decoded sequentially.
-- Both shortcuts yield bit-identical frames to a sequential pass (pinned by tests).
+- Both shortcuts yield bit-identical frames to a sequential pass (pinned by tests) on intact streams. A file cut
+  short is decoded sequentially. Where bits are damaged inside a stream, the decoder conceals the damage with
+  pixels of the picture decoded before, so the frames after it may differ between a shortcut and a full pass.
 - Memory holds only the wanted frames, already resized: one clip for ``uniform``/``head``, the clips themselves for
   ``sliding``; never the whole video.
 
@@ -48,7 +51,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from video3dcnn.avi import AviWriter, Buffer, read_video_packets
+from video3dcnn.avi import AviCutShortError, AviWriter, Buffer, read_video_packets
 from video3dcnn.clips import clip_indices, plan_runs, runs_cost, wanted_frames
 from video3dcnn.config import ClipSpec
 from video3dcnn.errors import VideoDecodeError
@@ -116,13 +119,13 @@ def decode_clips(path: Path, spec: ClipSpec) -> DecodedVideo:
     """
     path = Path(path)
     _check_file(path)
-    scan = None
+    scan, cut_short = None, False
     if spec.sampling != "head" and path.suffix.lower() in MP4_SUFFIXES:
         decoded = _decode_reference_frames(path, spec)
         if decoded is not None:
             return decoded
     if spec.sampling != "head" and path.suffix.lower() == ".avi":
-        scan, decoded = _decode_avi(path, spec)  # XviD/DivX AVI: no OpenCV demuxing needed to plan keyframe runs
+        scan, decoded, cut_short = _decode_avi(path, spec)  # XviD/DivX AVI: planned without OpenCV's demuxer
         if decoded is not None:
             return decoded
     with open_capture(path) as capture:
@@ -132,7 +135,12 @@ def decode_clips(path: Path, spec: ClipSpec) -> DecodedVideo:
         estimate = header_count if path.suffix.lower() in HEADER_COUNT_SUFFIXES and header_count > 0 else None
         if scan is None and fourcc in MPEG4_PART2_FOURCCS:
             scan = _demux_mpeg4_packets(path)  # an AVI file was already read directly above, or could not be
-            decoded = _decode_keyframe_runs(path, spec, scan) if scan.exact else None
+            # The temporary AVI of the runs carries no display rotation: a rotated stream is decoded sequentially.
+            upright = not capture.get(cv2.CAP_PROP_ORIENTATION_META)
+            # In a file cut inside a keyframe, the decoder conceals the missing part with the picture decoded before
+            # it, which a run from that keyframe would not have decoded: a cut-short AVI is decoded sequentially.
+            usable = scan.exact and upright and not cut_short
+            decoded = _decode_keyframe_runs(path, spec, scan) if usable else None
             if decoded is not None:
                 return decoded
         if scan is not None:
@@ -403,13 +411,13 @@ def _scan_avi(path: Path) -> PacketScan | None:
     try:
         with _mapped(path) as data:
             return _scan_avi_data(path, data)
-    except OSError as exc:
+    except (OSError, AviCutShortError) as exc:
         logger.debug("%s: not read as AVI (%s)", path, exc)
         return None
 
 
 def _scan_avi_data(path: Path, data: Buffer) -> PacketScan | None:
-    """``_scan_avi`` of the file ``path`` held in ``data``."""
+    """``_scan_avi`` of the file ``path`` held in ``data``; raises AviCutShortError for a file cut short."""
     try:
         avi = read_video_packets(data)
         if avi.fourcc not in MPEG4_PART2_FOURCCS or not len(avi.packets):
@@ -418,23 +426,29 @@ def _scan_avi_data(path: Path, data: Buffer) -> PacketScan | None:
         header = avi.extradata + config_prefix(data[offset : offset + size])
         vol = parse_vol(header)
         codes = vop_codes(data, avi.packets, vol) if vol else np.full(len(avi.packets), NONE)
+    except AviCutShortError:
+        raise
     except ValueError as exc:  # AviFormatError is a ValueError; OpenCV's demuxer gets the file next
         logger.debug("%s: not read as AVI (%s)", path, exc)
         return None
     return replace(_summarise(codes, header, avi.width, avi.height), offsets=avi.packets)
 
 
-def _decode_avi(path: Path, spec: ClipSpec) -> tuple[PacketScan | None, DecodedVideo | None]:
-    """An AVI file: its scan (None when it is not MPEG-4 Part 2 or not readable directly) and, when the scan is
-    exact, the clips from its keyframe runs (None when that path declines). The file is mapped once for both."""
+def _decode_avi(path: Path, spec: ClipSpec) -> tuple[PacketScan | None, DecodedVideo | None, bool]:
+    """An AVI file: its scan (None when it is not MPEG-4 Part 2 or not readable directly), when the scan is exact
+    the clips from its keyframe runs (None when that path declines), and whether the file is cut short. The file is
+    mapped once for all three."""
     try:
         with _mapped(path) as data:
             scan = _scan_avi_data(path, data)
             decoded = _decode_keyframe_runs(path, spec, scan, data) if scan is not None and scan.exact else None
-            return scan, decoded
+            return scan, decoded, False
+    except AviCutShortError as exc:
+        logger.debug("%s: decoding every frame (%s)", path, exc)
+        return None, None, True
     except OSError as exc:
         logger.debug("%s: not read as AVI (%s)", path, exc)
-        return None, None
+        return None, None, False
 
 
 def scan_mpeg4_packets(path: Path) -> PacketScan:

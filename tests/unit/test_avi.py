@@ -12,7 +12,7 @@ import pytest
 from videos import ffmpeg_exe, index_frame, write_frames, write_index_video
 
 from video3dcnn import avi
-from video3dcnn.avi import AviFormatError, AviWriter, read_video_packets
+from video3dcnn.avi import AviCutShortError, AviFormatError, AviWriter, read_video_packets
 from video3dcnn.video import _packet_bytes, open_capture
 
 HEIGHT, WIDTH = 48, 64
@@ -117,7 +117,7 @@ def test_reader_declines_files_it_cannot_list_exactly(avi_files: dict[str, Path]
     )
     with pytest.raises(AviFormatError, match="no video stream"):
         read_video_packets(sound.read_bytes())
-    with pytest.raises(AviFormatError, match="runs past the end"):
+    with pytest.raises(AviCutShortError, match="runs past the end"):  # an AviFormatError too
         read_video_packets(whole[: len(whole) // 2])
     # An idx1 entry re-tagged as audio: the index and the chunks disagree on the number of video packets.
     index = whole.rindex(b"idx1")

@@ -23,7 +23,7 @@ from videos import (
 )
 
 from video3dcnn import video
-from video3dcnn.avi import AviFormatError, AviWriter
+from video3dcnn.avi import AviFormatError, AviWriter, read_video_packets
 from video3dcnn.clips import uniform_indices
 from video3dcnn.config import ClipSpec
 from video3dcnn.errors import VideoDecodeError
@@ -147,6 +147,18 @@ def test_keyframe_runs_give_the_same_arrays_as_a_full_pass(long_mpeg4: dict[str,
     assert_exact(fast, 120)
 
 
+def test_a_rotated_mpeg4_stream_outside_avi_is_turned_upright(long_mpeg4: dict[str, Path], video_dir: Path) -> None:
+    """The keyframe runs are decoded from an AVI copy, which has no display rotation: such a stream is decoded
+    sequentially, so its clips are turned as a player shows them, like every other rotated video."""
+    rotated = video_dir / "rotated-mpeg4.mp4"
+    ffmpeg("-display_rotation", "90", "-i", str(long_mpeg4["opencv-mp4v-in-mp4"]), "-c", "copy", str(rotated))
+    upright = decode_clips(long_mpeg4["opencv-mp4v-in-mp4"], ClipSpec(frames=6, height=HEIGHT, width=WIDTH))
+    turned = decode_clips(rotated, ClipSpec(frames=6, height=WIDTH, width=HEIGHT))
+    assert upright.method == "keyframe" and turned.method == "sequential"
+    for original, shown in zip(upright.clips[0], turned.clips[0]):
+        assert np.array_equal(np.rot90(original, 1), shown)
+
+
 def test_an_avi_the_direct_reader_declines_is_demuxed_once_through_opencv(
     long_mpeg4: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -183,6 +195,23 @@ def test_truncated_avi_uses_the_frames_that_really_decode(video_dir: Path) -> No
     assert decoded.method == "sequential+recount"
     assert decoded.frame_indices.tolist() == [uniform_indices(decoded.num_frames, 6).tolist()]
     assert_exact(decoded, decoded.num_frames)
+
+
+@pytest.mark.parametrize("where", ["inside a keyframe", "between two packets"])
+def test_an_mpeg4_avi_cut_short_is_decoded_sequentially(long_mpeg4: dict[str, Path], video_dir: Path, where) -> None:
+    """An incomplete download: the decoder conceals a keyframe cut in half with the picture decoded before it, which
+    a run starting at that keyframe would not have decoded. Such a file takes the sequential pass (exact)."""
+    whole = long_mpeg4["ffmpeg-mpeg4"]
+    data = whole.read_bytes()
+    offset, size = read_video_packets(data).packets[96].tolist()  # an I-frame: a keyframe every 12 frames
+    cut = video_dir / f"cut-{where.replace(' ', '-')}.avi"
+    cut.write_bytes(data[: offset + size // 2] if where == "inside a keyframe" else data[: offset - 8])
+    spec = ClipSpec(frames=8, height=32, width=32)
+    decoded = decode_clips(cut, spec)
+    assert decoded.method.startswith("sequential")
+    assert decoded.num_frames == (97 if where == "inside a keyframe" else 96)
+    assert_same_as_sequential(decoded, cut, spec)
+    assert decode_clip(decoded.clips[0])[:-1] == decoded.frame_indices[0].tolist()[:-1]  # the last may be concealed
 
 
 def test_raw_stream_without_a_frame_count(codec_videos: dict[str, Path], video_dir: Path) -> None:
