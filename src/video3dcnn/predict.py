@@ -128,9 +128,11 @@ def video_probabilities(trained: TrainedModel, path: Path, batch_size: int = 32)
     Raises:
         VideoDecodeError: the video cannot be decoded.
     """
-    from video3dcnn.video import decode_clips
+    from video3dcnn.video import FROZEN_WARNING, decode_clips, frozen
 
     decoded = decode_clips(Path(path), trained.clip_spec)
+    if frozen(decoded):
+        logger.warning("%s: %s", path, FROZEN_WARNING)
     probabilities = predict_clips(trained.model, decoded.clips, batch_size)
     return probabilities.mean(axis=0), len(decoded.clips)
 

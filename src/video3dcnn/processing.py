@@ -61,7 +61,7 @@ from video3dcnn.shards import (
     write_json_atomic,
     write_shard,
 )
-from video3dcnn.video import DecodedVideo, decode_clips
+from video3dcnn.video import FROZEN_WARNING, DecodedVideo, decode_clips, frozen
 
 logger = logging.getLogger(__name__)
 
@@ -219,6 +219,7 @@ class _Tally:
     groups: dict[str, set] = field(default_factory=lambda: {"train": set(), "validation": set()})
     methods: collections.Counter = field(default_factory=collections.Counter)
     skipped: list[SkippedFile] = field(default_factory=list)
+    frozen: list[str] = field(default_factory=list)  # relative paths of videos whose sampled frames are all the same
     preview: dict[str, list[np.ndarray]] = field(default_factory=lambda: collections.defaultdict(list))
     decoded: int = 0
 
@@ -338,6 +339,9 @@ class _Run:
             self.tally.skipped.append(SkippedFile(video.relpath, reason or "cannot be decoded", bad=True))
             return
         split = "validation" if is_validation(video.group, self.options.val_fraction) else "train"
+        if frozen(decoded):
+            logger.warning("%s: %s", video.relpath, FROZEN_WARNING)
+            self.tally.frozen.append(video.relpath)
         self.tally.add(video, decoded, split)
         label = self.found.label_index(video.label)
         self.writer.add(decoded, pieces, label, video.group, split == "validation", video.relpath)
@@ -454,6 +458,7 @@ def build_manifest(run: _Run) -> dict:
         "skipped": [
             {"path": item.relpath, "reason": item.reason} for item in sorted(tally.skipped, key=lambda s: s.relpath)
         ],
+        "warnings": [{"path": relpath, "reason": FROZEN_WARNING} for relpath in sorted(tally.frozen)],
     }
 
 
@@ -472,6 +477,12 @@ def _finish(run: _Run) -> ProcessResult:
         tally.decoded, clips["train"], clips["validation"], len(run.writer.entries), run.output_dir,
         len(tally.skipped), seconds, tally.decoded / max(seconds, 1e-9),
     )  # fmt: skip
+    if tally.frozen:
+        logger.warning(
+            "%d videos gave clips whose frames are all the same picture (listed under 'warnings' in %s): still "
+            "videos, or interlaced video this OpenCV build decodes blank; see docs/processing.md",
+            len(tally.frozen), path.name,
+        )  # fmt: skip
     for split, counter in tally.clips.items():
         empty = [name for name in classes if not counter[name]]
         if empty and tally.decoded:

@@ -104,6 +104,27 @@ class DecodedVideo:
     method: str = "sequential"
 
 
+FROZEN_WARNING = (
+    "every sampled frame is the same picture: a still video, or frames OpenCV could not convert (its FFmpeg "
+    "build returns a blank or stale picture for interlaced video such as DV, AVCHD .mts or broadcast TS; "
+    "deinterlace such files first, e.g. ffmpeg -i IN -vf bwdif OUT.mp4)"
+)
+
+
+def frozen(decoded: DecodedVideo) -> bool:
+    """Whether every clip frame is the same picture although at least two different frames were sampled.
+
+    A video whose frames OpenCV fails to convert looks like this: OpenCV 5.0's FFmpeg refuses to convert interlaced
+    frames ("Cannot convert interlaced to progressive frames"), yet ``retrieve`` succeeds with its conversion buffer
+    unwritten, so every frame is the same blank or stale picture. A still video looks the same. Either way the clip
+    shows no motion, so processing keeps it but warns (``FROZEN_WARNING``) and lists it in the manifest.
+    """
+    if len(np.unique(decoded.frame_indices)) < 2:
+        return False
+    frames = decoded.clips.reshape(-1, *decoded.clips.shape[2:])
+    return bool((frames == frames[0]).all())
+
+
 def decode_clips(path: Path, spec: ClipSpec) -> DecodedVideo:
     """Decode the clips ``spec`` takes from the video at ``path``.
 

@@ -286,3 +286,25 @@ def test_shards_mix_classes_in_a_stable_order(tmp_path):
     paths = [p for s in first for p in s.paths]
     assert paths != sorted(paths)  # not path order: that would put one class per shard
     assert all(len(set(s.labels.tolist())) >= 2 for s in first)  # every 8-clip shard holds several classes
+
+
+def test_clips_whose_frames_are_all_the_same_picture_are_kept_with_a_warning(tmp_path: Path) -> None:
+    """A still video, or an interlaced one that OpenCV 5.0's FFmpeg cannot convert (every frame comes back as the same
+    unwritten buffer): kept, but named in the log and under the manifest's warnings instead of passing silently."""
+    from videos import index_frame, write_frames
+
+    root = tmp_path / "in"
+    write_index_video(root / "Jump" / "moving.avi", 20, "mjpg", height=48, width=64)
+    write_frames(root / "Sit" / "still.avi", [index_frame(5, 48, 64)] * 20, codec="mjpg")
+    interlaced = [index_frame(i, 48, 64) for i in range(20)]
+    write_frames(root / "Run" / "interlaced.mp4", interlaced, codec="h264", extra_args=["-x264-params", "interlaced=1"])
+    result = process(root, tmp_path / "out", options(max_bad_fraction=0.0), host="algo-1")
+    warned = {item["path"] for item in result.manifest["warnings"]}
+    assert "Sit/still.avi" in warned and "Jump/moving.avi" not in warned
+    assert all("same picture" in item["reason"] for item in result.manifest["warnings"])
+    assert result.manifest["counts"]["videos"]["decoded"] == 3  # kept: a still video is not an error
+    arrays = shard_arrays(tmp_path / "out")
+    clip = arrays["clips"][list(arrays["paths"]).index("Run/interlaced.mp4")]
+    indices = arrays["frame_indices"][list(arrays["paths"]).index("Run/interlaced.mp4")]
+    # Either this OpenCV build converts interlaced frames (the clip shows its frames), or the run says it did not.
+    assert decode_clip(clip) == indices.tolist() or "Run/interlaced.mp4" in warned

@@ -28,9 +28,11 @@ from video3dcnn.clips import uniform_indices
 from video3dcnn.config import ClipSpec
 from video3dcnn.errors import VideoDecodeError
 from video3dcnn.video import (
+    DecodedVideo,
     _decode_sequential,
     _packet_bytes,
     decode_clips,
+    frozen,
     open_capture,
     read_frames,
     resize_frame,
@@ -378,3 +380,13 @@ def test_an_interrupt_while_a_view_of_the_mapped_file_is_alive_stays_an_interrup
         monkeypatch.setattr(video, "vop_codes", interrupted)
     with pytest.raises(KeyboardInterrupt):
         decode_clips(path, ClipSpec(frames=8, height=32, width=32))
+
+
+def test_frozen_means_one_picture_for_several_sampled_frames() -> None:
+    still = np.zeros((1, 4, 8, 8, 3), np.uint8)
+    one_frame = DecodedVideo(still, np.zeros((1, 4), np.int32), 1, "sequential")
+    assert not frozen(one_frame)  # a one-frame video repeats its frame: nothing to warn about
+    assert frozen(DecodedVideo(still, np.array([[0, 3, 6, 9]], np.int32), 10, "sequential"))
+    moving = still.copy()
+    moving[0, 2, 0, 0, 0] = 1
+    assert not frozen(DecodedVideo(moving, np.array([[0, 3, 6, 9]], np.int32), 10, "sequential"))
