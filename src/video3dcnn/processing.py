@@ -479,8 +479,8 @@ def _finish(run: _Run) -> ProcessResult:
     )  # fmt: skip
     if tally.frozen:
         logger.warning(
-            "%d videos gave clips whose frames are all the same picture (listed under 'warnings' in %s): still "
-            "videos, or interlaced video this OpenCV build decodes blank; see docs/processing.md",
+            "%d of the videos gave clips whose frames are all the same picture (listed under 'warnings' in %s): "
+            "still videos, or interlaced video this OpenCV build decodes blank; see docs/processing.md",
             len(tally.frozen), path.name,
         )  # fmt: skip
     for split, counter in tally.clips.items():
