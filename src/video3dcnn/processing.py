@@ -480,7 +480,7 @@ def _finish(run: _Run) -> ProcessResult:
     if tally.frozen:
         logger.warning(
             "%d of the videos gave clips whose frames are all the same picture (listed under 'warnings' in %s): "
-            "still videos, or interlaced video this OpenCV build decodes blank; see docs/processing.md",
+            "still videos, or interlaced video that OpenCV 4.13 and later decode blank; see docs/processing.md",
             len(tally.frozen), path.name,
         )  # fmt: skip
     for split, counter in tally.clips.items():

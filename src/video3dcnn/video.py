@@ -105,18 +105,20 @@ class DecodedVideo:
 
 
 FROZEN_WARNING = (
-    "every sampled frame is the same picture: a still video, or frames OpenCV could not convert (its FFmpeg "
-    "build returns a blank or stale picture for interlaced video such as DV, AVCHD .mts or broadcast TS; "
-    "deinterlace such files first, e.g. ffmpeg -i IN -vf bwdif OUT.mp4)"
+    "every sampled frame is the same picture: a still video, or frames OpenCV could not convert (opencv-python-"
+    "headless 4.13 and later return a blank or stale picture for interlaced video such as DV, AVCHD .mts or "
+    "broadcast TS: install opencv-python-headless==4.12.0.88, or deinterlace such files first, e.g. "
+    "ffmpeg -i IN -vf bwdif OUT.mp4)"
 )
 
 
 def frozen(decoded: DecodedVideo) -> bool:
     """Whether every clip frame is the same picture although at least two different frames were sampled.
 
-    A video whose frames OpenCV fails to convert looks like this: OpenCV 5.0's FFmpeg refuses to convert interlaced
-    frames ("Cannot convert interlaced to progressive frames"), yet ``retrieve`` succeeds with its conversion buffer
-    unwritten, so every frame is the same blank or stale picture. A still video looks the same. Either way the clip
+    A video whose frames OpenCV fails to convert looks like this: the FFmpeg 8 inside opencv-python-headless 4.13
+    and later (5.0 too; the images pin 4.12, with FFmpeg 5.1) refuses to convert interlaced frames ("Cannot convert
+    interlaced to progressive frames"), yet ``retrieve`` succeeds with its conversion buffer unwritten, so every
+    frame is the same blank or stale picture. A still video looks the same. Either way the clip
     shows no motion, so processing keeps it but warns (``FROZEN_WARNING``) and lists it in the manifest.
     """
     if len(np.unique(decoded.frame_indices)) < 2:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import re
 import subprocess
 import tempfile
 import threading
@@ -390,3 +391,23 @@ def test_frozen_means_one_picture_for_several_sampled_frames() -> None:
     moving = still.copy()
     moving[0, 2, 0, 0, 0] = 1
     assert not frozen(DecodedVideo(moving, np.array([[0, 3, 6, 9]], np.int32), 10, "sequential"))
+
+
+def pinned_opencv() -> str:
+    """The opencv-python-headless version both images pin."""
+    requirements = Path(__file__).resolve().parents[2] / "docker" / "requirements-processing.txt"
+    return re.search(r"^opencv-python-headless==([\d.]+)", requirements.read_text(), re.M)[1]
+
+
+@pytest.mark.skipif(
+    not pinned_opencv().startswith(cv2.__version__ + "."), reason="needs the OpenCV wheel the images pin"
+)
+def test_the_pinned_opencv_decodes_interlaced_video(video_dir: Path) -> None:
+    """FFmpeg 8 (opencv-python-headless 4.13 and later) hands back one unwritten picture for every interlaced frame;
+    the pinned wheel must convert them, or camcorder and broadcast footage would train on blank clips."""
+    frames = [index_frame(i, HEIGHT, WIDTH) for i in range(30)]
+    path = write_frames(video_dir / "interlaced.mp4", frames, codec="h264", extra_args=["-x264-params", "interlaced=1"])
+    for sampling in ("uniform", "head"):
+        decoded = decode_clips(path, ClipSpec(frames=6, height=HEIGHT, width=WIDTH, sampling=sampling))
+        assert not frozen(decoded)
+        assert_exact(decoded, decoded.num_frames)
