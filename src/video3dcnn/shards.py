@@ -68,9 +68,20 @@ def manifest_name(host: str) -> str:
     return f"{MANIFEST_PREFIX}{host}.json"
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once, at import: os.umask can only be read by setting it
+
+
 @contextmanager
 def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    The file gets the permissions a plain ``open`` would give it (0666 less the umask).
 
     ``suffix`` ends the temporary name, for writers that choose the format by extension (``.tmp.keras``).
     """
@@ -80,6 +91,7 @@ def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide the file from other users and the host
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)

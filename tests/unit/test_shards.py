@@ -220,3 +220,14 @@ def test_clips_compressed_elsewhere_give_the_same_file(tmp_path):
     with pytest.raises(ValueError, match="6 compressed pieces for 7 clips"):
         shards.write_shard(tmp_path / "short.npz", shard, clip_pieces=pieces[:6])
     assert not (tmp_path / "short.npz").exists()
+
+
+def test_files_written_atomically_get_the_permissions_of_a_plain_open(tmp_path) -> None:
+    import os
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    atomic = tmp_path / "atomic.json"
+    shards.write_json_atomic(atomic, {"a": 1})
+    assert atomic.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 == 0o666 & ~shards._UMASK
+    assert os.access(atomic, os.R_OK)
