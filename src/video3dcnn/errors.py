@@ -22,5 +22,9 @@ class DataError(ToolkitError):
     """The data set is empty, inconsistent or too damaged to use."""
 
 
+class OutputError(ToolkitError):
+    """The output cannot be written: a file where a directory should be, no permission, a full disk."""
+
+
 class VideoDecodeError(ToolkitError):
     """One video cannot be decoded; processing skips it and records the reason."""

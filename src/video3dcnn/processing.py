@@ -24,6 +24,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ from video3dcnn.discovery import (
     read_class_list,
     stable_fraction,
 )
-from video3dcnn.errors import DataError, VideoDecodeError
+from video3dcnn.errors import DataError, OutputError, VideoDecodeError
 from video3dcnn.pool import WorkerDiedError  # noqa: F401 - raised by process() through ordered_map
 from video3dcnn.preview import thumbnail, write_preview
 from video3dcnn.process_options import ProcessOptions
@@ -176,7 +177,8 @@ class ShardWriter:
         self._writing = self._thread.submit(self._write, entry, shard, pieces)
 
     def _write(self, entry: dict, shard: Shard, pieces: list[bytes] | None) -> None:
-        entry["bytes"] = write_shard(self.directory / entry["file"], shard, self.compress, pieces)
+        with _writing(self.directory):
+            entry["bytes"] = write_shard(self.directory / entry["file"], shard, self.compress, pieces)
 
     def _wait(self) -> None:
         if self._writing is not None:
@@ -294,15 +296,38 @@ def _partition(found: Discovery, options: ProcessOptions) -> tuple[list[Labelled
     return videos, [item for item in found.skipped if mine(item.relpath)]
 
 
-def clear_previous_output(output_dir: Path, host: str) -> None:
-    """Delete what an earlier run of ``host`` wrote: the manifest first, so that no stale state looks complete."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / manifest_name(host)).unlink(missing_ok=True)
-    old = [
-        path for path in output_dir.glob(f"{host}-*.npz") if (m := SHARD_PATTERN.match(path.name)) and m["host"] == host
-    ]
-    for path in old:
-        path.unlink()
+@contextlib.contextmanager
+def _writing(output_dir: Path) -> Iterator[None]:
+    """Turn a failure to write into ``output_dir`` (no permission, a full disk, a file in the way) into one line."""
+    try:
+        yield
+    except OSError as exc:
+        where = exc.filename or output_dir
+        raise OutputError(f"cannot write {where}: {exc.strerror or exc}; check the --output directory") from exc
+
+
+def clear_previous_output(output_dir: Path, host: str, hosts: Sequence[str] = ()) -> None:
+    """Check that ``output_dir`` can be written, then delete what an earlier run of ``host`` wrote there: the
+    manifest first, so that no stale state looks complete, then its shards and its preview.
+
+    Raises:
+        OutputError: the directory cannot be created or written (checked before any video is decoded).
+    """
+    with _writing(output_dir):
+        if output_dir.exists() and not output_dir.is_dir():
+            raise OutputError(f"--output {output_dir} is a file, not a directory")
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output_dir, prefix=".video3dcnn-probe-"):
+            pass
+        (output_dir / manifest_name(host)).unlink(missing_ok=True)
+        old = [
+            path
+            for path in output_dir.glob(f"{host}-*.npz")
+            if (m := SHARD_PATTERN.match(path.name)) and m["host"] == host
+        ]
+        for path in old:
+            path.unlink()
+        (output_dir / preview_name(host, hosts)).unlink(missing_ok=True)
     if old:
         logger.info("removed %d shards of an earlier run of %s in %s", len(old), host, output_dir)
 
@@ -385,7 +410,7 @@ def process(
     found = _discover(input_dir, options)
     videos, skipped = _partition(found, options)
     videos = shard_order(videos)
-    clear_previous_output(output_dir, host)
+    clear_previous_output(output_dir, host, hosts)
     if not videos:
         logger.warning("no videos for this instance (%d in the input); writing an empty manifest", len(found.videos))
     workers = max(1, min(options.workers or default_workers(), len(videos)))
@@ -396,18 +421,16 @@ def process(
         with contextlib.closing(_decode_all(videos, spec, workers, options.compress)) as results:  # stops the workers
             for video, decoded, pieces, reason in results:
                 run.collect(video, decoded, pieces, reason)
-    except BaseException:
-        writer.close(write_queued=False)  # no write is left running (an unfinished one leaves no file)
-        raise
-    try:
         _check_outcome(run.tally, options)
-    except DataError:
-        writer.close(write_queued=False)
-        for entry in writer.entries:  # no manifest will list them: leave nothing of this run behind
-            (output_dir / entry["file"]).unlink(missing_ok=True)
+        writer.close()
+        return _finish(run)
+    except BaseException:  # failed, interrupted or terminated before its manifest was written
+        writer.close(write_queued=False)  # no write is left running (an unfinished one leaves no file)
+        if not (output_dir / manifest_name(host)).exists():
+            for entry in writer.entries:  # no manifest will list them: leave nothing of this run behind
+                with contextlib.suppress(OSError):
+                    (output_dir / entry["file"]).unlink(missing_ok=True)
         raise
-    writer.close()
-    return _finish(run)
 
 
 def preview_name(host: str, hosts: Sequence[str]) -> str:
@@ -465,12 +488,13 @@ def build_manifest(run: _Run) -> dict:
 def _finish(run: _Run) -> ProcessResult:
     """Write classes.txt and the preview, then the manifest, last."""
     tally, classes = run.tally, run.found.classes
-    write_classes(run.output_dir, classes)
-    if run.options.preview:
-        write_preview(run.output_dir / preview_name(run.host, run.hosts), classes, tally.preview)
     manifest = build_manifest(run)
     path = run.output_dir / manifest_name(run.host)
-    write_json_atomic(path, manifest)
+    with _writing(run.output_dir):
+        write_classes(run.output_dir, classes)
+        if run.options.preview:
+            write_preview(run.output_dir / preview_name(run.host, run.hosts), classes, tally.preview)
+        write_json_atomic(path, manifest)
     clips, seconds = manifest["counts"]["clips"], manifest["seconds"]
     logger.info(
         "%d videos -> %d train + %d validation clips in %d shards (%s); %d skipped; %.1f s, %.2f videos/s",

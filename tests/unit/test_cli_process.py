@@ -219,3 +219,53 @@ def test_boolean_flags_parse_their_value(tmp_path: Path, flags: list[str], chann
     make_videos(tmp_path / "in", per_class=1)
     assert cli.main(["process", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), *FAST, *flags]) == 0
     assert load_index(tmp_path / "out").clip_spec.channels == channels
+
+
+def test_a_successful_run_clears_the_reason_an_earlier_one_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    input_dir = fake_job(tmp_path, monkeypatch)
+    make_videos(input_dir)
+    assert cli.main(["process", *FAST, "--frames", "0"]) == 2
+    assert "frames" in message(tmp_path)
+    assert cli.main(["process", *FAST]) == 0
+    assert not (tmp_path / "output" / "message").exists()  # Compose keeps the directory from run to run
+
+
+def test_sigterm_ends_a_run_like_ctrl_c_and_removes_its_shards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``docker stop`` and a stopped SageMaker job send SIGTERM: one line, exit 130, and no shard left behind."""
+    import video3dcnn.processing as processing
+
+    input_dir = fake_job(tmp_path, monkeypatch)
+    make_videos(input_dir, per_class=4)
+    real_decode, calls = processing.decode_task, []
+
+    def decode_then_terminate(task):
+        calls.append(task)
+        if len(calls) == 6:  # after some shards of one clip each were written
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_decode(task)
+
+    monkeypatch.setattr(processing, "decode_task", decode_then_terminate)
+    before = signal.getsignal(signal.SIGTERM)
+    assert cli.main(["process", *FAST, "--shard-size", "1"]) == 130
+    assert message(tmp_path).startswith("stopped by signal SIGTERM")
+    output = tmp_path / "processing" / "processed_data"
+    assert list(output.glob("*.npz")) == [] and not list(output.glob("manifest-*.json"))
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler lives only as long as the run
+
+
+def test_the_parts_of_a_split_run_on_one_machine_do_not_replace_each_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path / "not-a-job"))
+    make_videos(tmp_path / "in", per_class=4)
+    common = ["process", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), *FAST]
+    common += ["--classes", str(tmp_path / "classes.txt")]
+    (tmp_path / "classes.txt").write_text("Left\nRight\n")
+    for index in (0, 1):
+        assert cli.main([*common, "--num-shards", "2", "--shard-index", str(index)]) == 0
+    manifests = sorted(path.name for path in (tmp_path / "out").glob("manifest-*.json"))
+    assert len(manifests) == 2 and all("-part" in name for name in manifests)
+    index = load_index(tmp_path / "out")
+    assert index.num_train + index.num_validation == 8  # every video once, from the two parts together

@@ -12,7 +12,7 @@ from videos import decode_clip, write_index_video
 
 from video3dcnn.cli import main as cli_main
 from video3dcnn.discovery import is_validation
-from video3dcnn.errors import DataError
+from video3dcnn.errors import DataError, OutputError
 from video3dcnn.process_options import ProcessOptions
 from video3dcnn.processing import ShardWriter, process
 from video3dcnn.shards import atomic_path, deflate_clip, load_index, read_classes, read_shard
@@ -134,7 +134,8 @@ def test_a_run_that_dies_midway_leaves_nothing_that_looks_complete(
     with pytest.raises(KeyboardInterrupt):
         process(dataset, tmp_path, options(), host="h")
     assert not (tmp_path / "manifest-h.json").exists()  # the earlier manifest went first
-    assert [p.name for p in tmp_path.glob("*.npz")] == ["h-00000.npz"]
+    assert len(calls) == 2  # the first shard of this run had been written...
+    assert list(tmp_path.glob("*.npz")) == []  # ...and went with the interruption: no manifest would list it
     with pytest.raises(DataError, match="no manifest"):
         load_index(tmp_path)
 
@@ -208,7 +209,7 @@ def test_a_failed_shard_write_surfaces_and_leaves_no_file(tmp_path: Path, monkey
     writer = ShardWriter(tmp_path, "h", shard_size=1, compress=False)
     decoded = DecodedVideo(np.zeros((1, 2, 4, 4, 3), np.uint8), np.zeros((1, 2), np.int32), 10)
     writer.add(decoded, None, 0, "g", False, "v.mp4")
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OutputError, match="No space left"):  # one line for the user, not a traceback
         writer.close()
     assert list(tmp_path.iterdir()) == []
 
@@ -308,3 +309,45 @@ def test_clips_whose_frames_are_all_the_same_picture_are_kept_with_a_warning(tmp
     indices = arrays["frame_indices"][list(arrays["paths"]).index("Run/interlaced.mp4")]
     # Either this OpenCV build converts interlaced frames (the clip shows its frames), or the run says it did not.
     assert decode_clip(clip) == indices.tolist() or "Run/interlaced.mp4" in warned
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_decoding(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import video3dcnn.processing as processing
+
+    decoded = []
+    monkeypatch.setattr(processing, "decode_task", lambda task: decoded.append(task))
+    a_file = tmp_path / "out.txt"
+    a_file.write_text("not a directory")
+    with pytest.raises(OutputError, match="is a file"):
+        process(dataset, a_file, options(), host="h")
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(kwargs.get("dir")))
+
+    monkeypatch.setattr(processing.tempfile, "TemporaryFile", read_only)
+    with pytest.raises(OutputError, match="Permission denied"):
+        process(dataset, tmp_path / "out", options(), host="h")
+    assert decoded == []  # refused before the first video
+
+
+def test_a_full_disk_at_the_end_leaves_no_shard_and_no_manifest(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import video3dcnn.processing as processing
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(processing, "write_preview", disk_full)
+    with pytest.raises(OutputError, match="No space left on device"):
+        process(dataset, tmp_path, options(), host="h")
+    assert list(tmp_path.glob("*.npz")) == [] and not (tmp_path / "manifest-h.json").exists()
+
+
+def test_a_rerun_without_preview_removes_the_earlier_preview(dataset: Path, tmp_path: Path) -> None:
+    process(dataset, tmp_path, options(), host="h")
+    assert (tmp_path / "preview.png").exists()
+    process(dataset, tmp_path, options(preview=False), host="h")
+    assert not (tmp_path / "preview.png").exists()  # a preview of other data must not stay beside this run's

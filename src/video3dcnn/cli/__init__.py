@@ -69,9 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("%s", message)
         _report(args, message)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        logger.error("interrupted")
-        _report(args, "interrupted")
+    except KeyboardInterrupt as exc:
+        message = str(exc) or "interrupted"  # a SIGTERM handler names its signal
+        logger.error("%s", message)
+        _report(args, message)
         return 130
     except Exception as exc:  # noqa: BLE001 - the second tier: a bug, reported with its traceback
         logger.exception("internal error in '%s'", args.command)

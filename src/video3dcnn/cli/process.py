@@ -10,8 +10,12 @@ reason goes to ``/opt/ml/output/message``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from video3dcnn.config import add_dataclass_arguments, as_dict, build, coerce_mapping, given_arguments
@@ -92,14 +96,44 @@ def resolve_instances(options: ProcessOptions, env: ProcessingEnv) -> ProcessOpt
     return options
 
 
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM (``docker stop``, a stopped SageMaker job) ends the run as Ctrl-C does: what it wrote is removed."""
+    raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(args: argparse.Namespace) -> int:
     """Resolve the options (defaults, then flags), fit them to the job's instances and process."""
     from video3dcnn.processing import process
 
     env = processing_env()
+    if env.message_path is not None:  # the reason of an earlier failure is no reason of this run's
+        env.message_path.unlink(missing_ok=True)
     options = build(ProcessOptions, coerce_mapping(ProcessOptions, given_arguments(args, ProcessOptions)))
     input_dir, output_dir = _directories(args, env)
     options = resolve_instances(options, env)
-    logger.info("process %s -> %s as %s with %s", input_dir, output_dir, env.hosts.current, as_dict(options))
-    process(input_dir, output_dir, options, host=env.hosts.current, hosts=env.hosts.all)
+    host = writer_name(env.hosts.current, env.hosts.count, options)
+    logger.info("process %s -> %s as %s with %s", input_dir, output_dir, host, as_dict(options))
+    with _stop_on_sigterm():
+        process(input_dir, output_dir, options, host=host, hosts=env.hosts.all)
     return 0
+
+
+def writer_name(host: str, hosts: int, options: ProcessOptions) -> str:
+    """The name this run's shards and manifest carry: the host, plus ``-part<I>`` when one host runs a part of a
+    ``--num-shards`` split, so that the parts (run one after another natively, in Compose, or as single-instance jobs
+    writing one S3 prefix) do not replace each other's output. The instances of one job already have unique names."""
+    if options.num_shards and options.num_shards > 1 and hosts <= 1:
+        return f"{host}-part{options.shard_index}"
+    return host
