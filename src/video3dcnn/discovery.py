@@ -3,16 +3,19 @@
 Layouts (``label_from``):
 
 - ``folder``: ``<root>/<Class>/.../<video>``: the first folder level under the root names the class (UCF101's own
-  layout, Kinetics rebuilt into class folders). Videos directly in the root are skipped.
+  layout, Kinetics rebuilt into class folders). Videos directly in the root are skipped. Symbolic links to folders
+  are followed (each real folder is walked once, so a link loop neither hangs nor repeats videos).
 - ``ucf``: ``v_<Class>_g<GG>_c<CC>.<ext>`` anywhere under the root (UCF101 flattened).
 - ``manifest``: a CSV of ``path,label[,group]`` rows (paths relative to the root; an optional header row starting with
   ``path`` is skipped). Videos on disk that the CSV does not list are skipped and reported.
 - ``auto``: ``manifest`` when a manifest is given; else ``folder`` when every video sits in a folder; else ``ucf`` when
   every name follows the UCF101 pattern; else ``folder`` when some videos sit in folders.
 
-Class names are matched case-insensitively (UCF101 names the folder ``HandstandPushups`` but the files
-``v_HandStandPushups_*``); a class is spelled as in ``--classes``, else as most of its videos spell it. Without
-``--classes`` the class list is sorted (code-point order) and label ``i`` is its ``i``-th name.
+Class names are normalised to Unicode NFC (macOS writes folder names decomposed, ``Cafe`` + U+0301) and matched
+case-insensitively (UCF101 names the folder ``HandstandPushups`` but the files ``v_HandStandPushups_*``); a class is
+spelled as in ``--classes``, else as most of its videos spell it. Without ``--classes`` the class list is sorted
+(code-point order) and label ``i`` is its ``i``-th name. The ``--classes`` file and the manifest must be UTF-8 text
+(a leading byte order mark is ignored).
 
 Groups: the manifest's group column, else the UCF101 group (``<Class>_g<GG>``: clips cut from one source video), else
 the video itself. The train/validation split is decided per group by a stable hash (SHA-256) of the group id, so
@@ -27,23 +30,23 @@ import hashlib
 import logging
 import os
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from video3dcnn.errors import ConfigError, DataError
-from video3dcnn.shards import read_classes
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_EXTENSIONS = (
     ".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".mpg", ".mpeg",
-    ".m1v", ".m2v", ".ts", ".wmv", ".flv", ".3gp", ".ogv",
+    ".m1v", ".m2v", ".ts", ".mts", ".m2ts", ".wmv", ".flv", ".3gp", ".ogv",
 )  # fmt: skip
 LABEL_SOURCES = ("auto", "folder", "ucf", "manifest")
 UCF_NAME = re.compile(r"^v_(?P<label>[^_]+)_g(?P<group>\d+)_c(?P<clip>\d+)$", re.IGNORECASE)
 MANIFEST_HEADERS = frozenset({"path", "file", "filename", "video"})
-NUMBERED_CLASS = re.compile(r"^\d+\s+(?P<name>\S+)$")  # UCF101's classInd.txt: "1 ApplyEyeMakeup"
+NUMBERED_CLASS = re.compile(r"^(?P<number>\d+)\s+(?P<name>\S+)$")  # UCF101's classInd.txt: "1 ApplyEyeMakeup"
 LAYOUTS_HELP = (
     "expected class folders (<input>/<Class>/<video>), UCF101 names (v_<Class>_g<NN>_c<NN>.avi) "
     "or --manifest CSV with path,label[,group] rows"
@@ -97,24 +100,101 @@ class Discovery:
         return self.classes.index(name)
 
 
+class ClassList(list[str]):
+    """The class names of a ``--classes`` file, in label order.
+
+    A file whose every line reads ``<number> <name>`` is either UCF101's ``classInd.txt`` or a plain list of names that
+    begin with a number (class folders ``1 Walking``, ``2 Running``): the file alone cannot tell. The list then holds
+    the ``classInd.txt`` reading (names in number order) and ``whole_lines`` the plain one; ``discover`` keeps the
+    reading that labels more of the videos.
+    """
+
+    def __init__(self, names: Iterable[str], whole_lines: Sequence[str] | None = None) -> None:
+        super().__init__(names)
+        self.whole_lines = tuple(whole_lines) if whole_lines is not None else None
+
+
 def _is_hidden(name: str) -> bool:
     return name.startswith(".")
+
+
+def _nfc(name: str) -> str:
+    """``name`` in Unicode NFC, the form class names are stored in (macOS writes file names decomposed)."""
+    return unicodedata.normalize("NFC", name)
+
+
+def _fold(name: str) -> str:
+    """The key class names are matched by: NFC, then case-folded."""
+    return _nfc(name).casefold()
+
+
+def _read_text(path: Path, what: str) -> str:
+    """The text of a UTF-8 file, a leading byte order mark dropped.
+
+    Raises:
+        DataError: the file cannot be read or is not UTF-8 text.
+    """
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise DataError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object.count(b"\n", 0, exc.start) + 1
+        raise DataError(
+            f"{what} {path} must be UTF-8 text: line {line} holds byte 0x{exc.object[exc.start]:02x}, which is not "
+            "UTF-8 (save it as UTF-8 text, not in another encoding or as a spreadsheet)"
+        ) from None
+
+
+def _list_folder(directory: Path) -> tuple[list[str], list[str]]:
+    """The names of the folders and of the other entries in ``directory``, symbolic links followed.
+
+    A folder that cannot be listed is logged and counts as empty.
+    """
+    folders, others = [], []
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                (folders if _is_folder(entry) else others).append(entry.name)
+    except OSError as exc:
+        logger.warning("cannot list %s: %s", directory, exc.strerror)
+    return folders, others
+
+
+def _is_folder(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _is_video(name: str, suffixes: set[str]) -> bool:
+    return not _is_hidden(name) and os.path.splitext(name)[1].lower() in suffixes
 
 
 def find_videos(root: Path, extensions: Sequence[str] = DEFAULT_EXTENSIONS) -> list[Path]:
     """All video files under ``root``, recursively, sorted by relative path.
 
     Hidden files and folders (names starting with ``.``) and files with other extensions are ignored; extensions match
-    case-insensitively.
+    case-insensitively. Symbolic links to folders are followed, but each real folder is searched once, by its
+    shallowest path (the first in sorted order among equally deep ones): a link loop neither hangs nor lists a video
+    twice, and a class folder keeps its videos even when a deeper link also leads to it.
     """
     root = Path(root)
     suffixes = {ext.lower() if ext.startswith(".") else f".{ext.lower()}" for ext in extensions}
     found = []
-    for directory, subdirs, files in os.walk(root):
-        subdirs[:] = [name for name in subdirs if not _is_hidden(name)]
-        for name in files:
-            if not _is_hidden(name) and os.path.splitext(name)[1].lower() in suffixes:
-                found.append(Path(directory) / name)
+    searched: dict[str, Path] = {}
+    queue = collections.deque([root])
+    while queue:  # breadth first, so that the shallowest path to a folder is the one searched
+        directory = queue.popleft()
+        real = os.path.realpath(directory)
+        if real in searched:
+            logger.warning("%s is the folder %s again (a symbolic link): not searched twice", directory, searched[real])
+            continue
+        searched[real] = directory
+        folders, others = _list_folder(directory)
+        queue.extend(directory / name for name in sorted(folders) if not _is_hidden(name))
+        found += [directory / name for name in others if _is_video(name, suffixes)]
     return sorted(found, key=lambda path: relative_posix(path, root))
 
 
@@ -124,8 +204,12 @@ def relative_posix(path: Path, root: Path) -> str:
 
 
 def stable_fraction(key: str, salt: str = "") -> float:
-    """A number in [0, 1) derived from ``key`` by SHA-256: the same on every machine and Python version."""
-    digest = hashlib.sha256(f"{salt}{key}".encode()).digest()
+    """A number in [0, 1) derived from ``key`` by SHA-256: the same on every machine and Python version.
+
+    The key is hashed as UTF-8; lone surrogates (how Python spells file-name bytes that are not UTF-8) are encoded as
+    their three bytes instead of failing, which leaves the hash of every other string unchanged.
+    """
+    digest = hashlib.sha256(f"{salt}{key}".encode("utf-8", "surrogatepass")).digest()
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
@@ -139,21 +223,54 @@ def in_partition(relpath: str, num_parts: int, index: int) -> bool:
     return int(stable_fraction(relpath, "part:") * num_parts) == index
 
 
-def read_class_list(path: Path) -> list[str]:
-    """Read a ``--classes`` file: one name per line, or UCF101's ``classInd.txt`` (``<number> <name>``).
+def _case_clashes(names: Sequence[str]) -> list[str]:
+    """The names that another name of ``names`` equals when case is ignored."""
+    folded = collections.Counter(_fold(name) for name in names)
+    return sorted(name for name in names if folded[_fold(name)] > 1)
+
+
+def _read_names(path: Path) -> list[str]:
+    """The names of a class list file, one a line, in NFC; blank lines and ``#`` comments are ignored.
 
     Raises:
-        DataError: unreadable, empty, or two names that differ only in case.
+        DataError: unreadable, not UTF-8, empty, or a name listed twice.
     """
-    names = read_classes(Path(path))
-    numbered = [NUMBERED_CLASS.match(name) for name in names]
-    if all(numbered):
-        names = [match["name"] for match in sorted(numbered, key=lambda m: int(m.group(0).split()[0]))]
-    folded = collections.Counter(name.casefold() for name in names)
-    clashes = sorted(name for name in names if folded[name.casefold()] > 1)
+    lines = _read_text(path, "class list").splitlines()
+    names = [_nfc(line.strip()) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    counts = collections.Counter(names)
+    duplicates = sorted(name for name, count in counts.items() if count > 1)
+    if duplicates:
+        raise DataError(f"class list {path} repeats {', '.join(duplicates)}")
+    if not names:
+        raise DataError(f"class list {path} is empty")
+    return names
+
+
+def _class_ind_names(lines: Sequence[str]) -> list[str] | None:
+    """The names of a ``classInd.txt`` in number order; None when a line is not ``<number> <name>`` or names clash."""
+    numbered = [NUMBERED_CLASS.match(line) for line in lines]
+    if not all(numbered):
+        return None
+    names = [match["name"] for match in sorted(numbered, key=lambda match: int(match["number"]))]
+    return None if _case_clashes(names) else names
+
+
+def read_class_list(path: Path) -> ClassList:
+    """Read a ``--classes`` file: one name per line, or UCF101's ``classInd.txt`` (``<number> <name>``).
+
+    The file must be UTF-8 (a byte order mark is dropped); names are normalised to NFC. When every line reads
+    ``<number> <name>``, the result is the ``classInd.txt`` reading and keeps the whole lines as the other reading
+    (see ``ClassList``).
+
+    Raises:
+        DataError: unreadable, not UTF-8, empty, a name listed twice, or two names that differ only in case.
+    """
+    names = _read_names(Path(path))
+    clashes = _case_clashes(names)
     if clashes:
         raise DataError(f"class list {path} has names that differ only in case: {', '.join(clashes)}")
-    return names
+    numbered = _class_ind_names(names)
+    return ClassList(names) if numbered is None else ClassList(numbered, whole_lines=names)
 
 
 @dataclass(frozen=True)
@@ -174,14 +291,14 @@ def _label_by_folder(path: Path, relpath: str) -> _Candidate | str:
     parts = relpath.split("/")
     if len(parts) < 2:
         return "not inside a class folder"
-    return _Candidate(path, relpath, parts[0], None)
+    return _Candidate(path, relpath, _nfc(parts[0]), None)
 
 
 def _label_by_ucf_name(path: Path, relpath: str) -> _Candidate | str:
     match = UCF_NAME.match(PurePosixPath(relpath).stem)
     if not match:
         return "name does not follow v_<Class>_g<NN>_c<NN>"
-    return _Candidate(path, relpath, match["label"], None)
+    return _Candidate(path, relpath, _nfc(match["label"]), None)
 
 
 def resolve_label_source(label_from: str, manifest: Path | None, relpaths: Sequence[str]) -> tuple[str, str]:
@@ -225,10 +342,7 @@ def _normalise_relpath(text: str) -> str:
 
 def _manifest_rows(path: Path) -> Iterable[tuple[int, list[str]]]:
     """Non-blank, non-comment rows with their line numbers, the optional header row dropped."""
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise DataError(f"cannot read manifest {path}: {exc.strerror}") from None
+    text = _read_text(path, "manifest")
     first = True
     for number, row in enumerate(csv.reader(text.splitlines()), start=1):
         cells = [cell.strip() for cell in row]
@@ -242,10 +356,10 @@ def _manifest_rows(path: Path) -> Iterable[tuple[int, list[str]]]:
 
 
 def read_manifest_csv(path: Path) -> list[ManifestRow]:
-    """Read a manifest CSV of ``path,label[,group]`` rows.
+    """Read a manifest CSV of ``path,label[,group]`` rows (UTF-8; labels normalised to NFC).
 
     Raises:
-        DataError: unreadable file, a row without path or label, a path listed twice, or no rows.
+        DataError: unreadable or not UTF-8, a row without path or label, a path listed twice, or no rows.
     """
     rows: list[ManifestRow] = []
     seen: set[str] = set()
@@ -256,7 +370,7 @@ def read_manifest_csv(path: Path) -> list[ManifestRow]:
         if relpath in seen:
             raise DataError(f"{path} line {number}: {relpath} is listed twice")
         seen.add(relpath)
-        rows.append(ManifestRow(relpath, cells[1], cells[2] if len(cells) > 2 and cells[2] else None))
+        rows.append(ManifestRow(relpath, _nfc(cells[1]), cells[2] if len(cells) > 2 and cells[2] else None))
     if not rows:
         raise DataError(f"manifest {path} lists no videos (rows: path,label[,group])")
     return rows
@@ -293,14 +407,34 @@ def _from_layout(
 def _canonical_classes(
     candidates: Sequence[_Candidate], classes: Sequence[str] | None
 ) -> tuple[tuple[str, ...], dict[str, str]]:
-    """The class list and a map from case-folded label to its spelling in that list."""
+    """The class list and a map from folded label (``_fold``) to its spelling in that list."""
     if classes:
-        return tuple(classes), {name.casefold(): name for name in classes}
+        return tuple(classes), {_fold(name): name for name in classes}
     spellings: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for candidate in candidates:
-        spellings[candidate.label.casefold()][candidate.label] += 1
+        spellings[_fold(candidate.label)][candidate.label] += 1
     canon = {fold: min(counts, key=lambda name: (-counts[name], name)) for fold, counts in spellings.items()}
     return tuple(sorted(canon.values())), canon
+
+
+def _count_labelled(labels: collections.Counter[str], names: Iterable[str]) -> int:
+    """How many videos of ``labels`` (folded label -> videos) have a class among ``names``."""
+    return sum(labels[_fold(name)] for name in names)
+
+
+def _choose_class_reading(candidates: Sequence[_Candidate], classes: Sequence[str] | None) -> Sequence[str] | None:
+    """Of the two readings of a numbered ``--classes`` file (``ClassList``), the one that labels more videos.
+
+    A tie keeps the ``classInd.txt`` reading.
+    """
+    if not isinstance(classes, ClassList) or not classes.whole_lines:
+        return classes
+    labels = collections.Counter(_fold(candidate.label) for candidate in candidates)
+    if _count_labelled(labels, classes.whole_lines) > _count_labelled(labels, classes):
+        logger.info("--classes: each line is a class name (%r, ...), not UCF101 classInd.txt", classes.whole_lines[0])
+        return classes.whole_lines
+    logger.info("--classes: read as UCF101 classInd.txt (<number> <name>): %r, ...", classes[0])
+    return classes
 
 
 def _group_of(candidate: _Candidate, label: str) -> str:
@@ -328,7 +462,8 @@ def discover(
         root: the input directory.
         label_from: ``auto``, ``folder``, ``ucf`` or ``manifest`` (see the module docstring).
         manifest: a CSV of ``path,label[,group]`` rows, paths relative to ``root``.
-        classes: a fixed class list (label ``i`` = ``classes[i]``); videos of other classes are skipped.
+        classes: a fixed class list (label ``i`` = ``classes[i]``); videos of other classes are skipped. A
+            ``ClassList`` from a numbered file is resolved against the videos (see ``ClassList``).
         extensions: video file extensions to look for.
 
     Returns:
@@ -351,10 +486,11 @@ def discover(
         candidates, skipped = _from_manifest(root, Path(manifest), relpaths)
     else:
         candidates, skipped = _from_layout(source, files, relpaths)
+    classes = _choose_class_reading(candidates, classes)
     class_names, canon = _canonical_classes(candidates, classes)
     videos = []
     for candidate in candidates:
-        label = canon.get(candidate.label.casefold())
+        label = canon.get(_fold(candidate.label))
         if label is None:
             skipped.append(SkippedFile(candidate.relpath, f"class {candidate.label!r} is not in the --classes list"))
             continue

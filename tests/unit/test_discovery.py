@@ -1,7 +1,13 @@
-"""Discovery and labels: class folders, UCF101 names (HandStandPushups quirk), manifest CSV, split, partition."""
+"""Discovery and labels: class folders (symbolic links too), UCF101 names (HandStandPushups quirk), manifest CSV,
+class lists (classInd.txt, byte order marks, encodings, Unicode normal forms), split, partition."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
+import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,6 +38,47 @@ def test_find_videos_is_recursive_sorted_and_ignores_hidden_and_other_files(tmp_
     found = [path.relative_to(tmp_path).as_posix() for path in find_videos(tmp_path)]
     assert found == ["a/deep/er/y.avi", "a/z.mkv", "b/x.MP4", "top.webm"]
     assert [p.name for p in find_videos(tmp_path, extensions=("webm", ".MKV"))] == ["z.mkv", "top.webm"]
+
+
+def test_avchd_camcorder_files_are_videos(tmp_path: Path) -> None:
+    touch(tmp_path, "Walk/00001.MTS", "Walk/00002.m2ts", "Run/00003.mts")
+    assert [path.relative_to(tmp_path).as_posix() for path in find_videos(tmp_path)] == [
+        "Run/00003.mts",
+        "Walk/00001.MTS",
+        "Walk/00002.m2ts",
+    ]
+
+
+def symlink(link: Path, target: str) -> None:
+    """``link`` -> ``target`` (a folder); skips the test where the system cannot make symbolic links."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        link.symlink_to(target, target_is_directory=True)
+    except (OSError, NotImplementedError) as exc:
+        pytest.skip(f"no symbolic links here: {exc}")
+
+
+def test_find_videos_follows_symlinked_folders_once(tmp_path: Path) -> None:
+    touch(tmp_path, "full/Walk/w1.mp4", "full/Walk/deep/w2.mp4", "full/Run/r1.mp4", "full/Jump/j1.mp4")
+    touch(tmp_path, "full/Zigzag/z1.mp4")
+    root = tmp_path / "subset"
+    touch(root, "Sit/s1.mp4")
+    symlink(root / "Walk", "../full/Walk")
+    symlink(root / "Run", str(tmp_path / "full/Run"))
+    symlink(root / "Zigzag", "../full/Zigzag")
+    symlink(root / ".hidden", "../full/Jump")
+    symlink(tmp_path / "full/Walk/deep/loop", "../..")  # back to full/: Walk again (a loop), Run, Jump and Zigzag
+    symlink(tmp_path / "full/Walk/self", ".")
+    found = [path.relative_to(root).as_posix() for path in find_videos(root)]
+    assert found == [
+        "Run/r1.mp4",
+        "Sit/s1.mp4",
+        "Walk/deep/loop/Jump/j1.mp4",  # full/Jump is reached only here
+        "Walk/deep/w2.mp4",
+        "Walk/w1.mp4",
+        "Zigzag/z1.mp4",  # the class folder, not the deeper way in through Walk/deep/loop
+    ]
+    assert discover(root).classes == ("Run", "Sit", "Walk", "Zigzag")
 
 
 def test_class_folders(tmp_path: Path) -> None:
@@ -154,6 +201,96 @@ def test_no_videos_and_no_labelled_videos(tmp_path: Path) -> None:
         discover(tmp_path, label_from="folder")
 
 
+def test_class_list_with_a_byte_order_mark(tmp_path: Path) -> None:
+    touch(tmp_path, "Run/a.mp4", "Walk/b.mp4")
+    (tmp_path / "classes.txt").write_text("Walk\r\nRun\r\n", encoding="utf-8-sig")  # as Windows Notepad saves it
+    classes = read_class_list(tmp_path / "classes.txt")
+    assert classes == ["Walk", "Run"]
+    assert [video.label for video in discover(tmp_path, classes=classes).videos] == ["Run", "Walk"]
+
+
+@pytest.mark.parametrize("reader", [read_class_list, read_manifest_csv])
+@pytest.mark.parametrize(
+    "data",
+    [
+        "Caf\u00e9/a.mp4,Caf\u00e9\n".encode("latin-1"),
+        b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00b\xee\x9dh^\x01\x00\x00\x90\x04",  # an .xlsx
+    ],
+    ids=["latin-1", "xlsx"],
+)
+def test_a_file_that_is_not_utf8_is_a_one_line_data_error(
+    tmp_path: Path, reader: Callable[[Path], object], data: bytes
+) -> None:
+    (tmp_path / "list.csv").write_bytes(data)
+    with pytest.raises(DataError, match=r"list\.csv must be UTF-8 text: line 1 holds byte 0x") as caught:
+        reader(tmp_path / "list.csv")
+    assert "\n" not in str(caught.value)
+
+
+def test_class_names_match_across_unicode_normal_forms(tmp_path: Path) -> None:
+    composed, decomposed = "Caf\u00e9", "Cafe\u0301"  # NFC as typed on most systems, NFD as macOS names folders
+    assert unicodedata.normalize("NFC", decomposed) == composed
+    touch(tmp_path, f"{decomposed}/a.mp4", f"{composed}/b.mp4", "Tea/c.mp4")
+    found = discover(tmp_path)
+    assert found.classes == (composed, "Tea")
+    assert [(video.label, video.relpath) for video in found.videos] == [
+        (composed, f"{decomposed}/a.mp4"),  # the path stays as on disk
+        (composed, f"{composed}/b.mp4"),
+        ("Tea", "Tea/c.mp4"),
+    ]
+    (tmp_path / "classes.txt").write_text(f"Tea\n{composed}\n")
+    found = discover(tmp_path, classes=read_class_list(tmp_path / "classes.txt"))
+    assert found.classes == ("Tea", composed) and len(found.videos) == 3 and not found.skipped
+    (tmp_path / "classes.txt").write_text(f"{decomposed}\n")
+    assert read_class_list(tmp_path / "classes.txt") == [composed]
+    (tmp_path / "classes.txt").write_text(f"{decomposed}\n{composed}\n")
+    with pytest.raises(DataError, match="repeats"):
+        read_class_list(tmp_path / "classes.txt")
+
+
+def test_ucf_names_and_manifest_labels_are_normalised_too(tmp_path: Path) -> None:
+    composed, decomposed = "Caf\u00e9", "Cafe\u0301"
+    touch(tmp_path, f"v_{decomposed}_g01_c01.avi", f"v_{composed}_g02_c01.avi")
+    found = discover(tmp_path, label_from="ucf", classes=[composed])
+    assert [(video.label, video.group) for video in found.videos] == [
+        (composed, f"{composed}_g01"),
+        (composed, f"{composed}_g02"),
+    ]
+    rows = [f"v_{composed}_g02_c01.avi,{decomposed}", f"v_{decomposed}_g01_c01.avi,{composed}"]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    assert [row.label for row in read_manifest_csv(tmp_path / "labels.csv")] == [composed, composed]
+    found = discover(tmp_path, manifest=tmp_path / "labels.csv", classes=[composed])
+    assert len(found.videos) == 2 and not found.skipped
+
+
+def test_ucf101_class_ind_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    touch(tmp_path, "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi", "Archery/v_Archery_g01_c01.avi")
+    (tmp_path / "classInd.txt").write_text("1 ApplyEyeMakeup\n2 ApplyLipstick\n3 Archery\n")
+    with caplog.at_level(logging.INFO, logger="video3dcnn.discovery"):
+        found = discover(tmp_path, classes=read_class_list(tmp_path / "classInd.txt"))
+    assert found.classes == ("ApplyEyeMakeup", "ApplyLipstick", "Archery")
+    assert [video.label for video in found.videos] == ["ApplyEyeMakeup", "Archery"]
+    assert "read as UCF101 classInd.txt" in caplog.text
+
+
+def test_own_classes_txt_with_numbered_names_is_read_line_by_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    touch(tmp_path, "1 Walking/a.mp4", "2 Running/b.mp4", "10 Jumping/c.mp4")
+    (tmp_path / "classes.txt").write_text("".join(f"{name}\n" for name in discover(tmp_path).classes))
+    with caplog.at_level(logging.INFO, logger="video3dcnn.discovery"):
+        found = discover(tmp_path, classes=read_class_list(tmp_path / "classes.txt"))
+    assert found.classes == ("1 Walking", "10 Jumping", "2 Running")
+    assert [video.label for video in found.videos] == ["1 Walking", "10 Jumping", "2 Running"]
+    assert not found.skipped
+    assert "each line is a class name" in caplog.text
+
+
+def test_numbered_lines_whose_names_clash_are_not_a_class_ind_file(tmp_path: Path) -> None:
+    (tmp_path / "classes.txt").write_text("1 Run\n2 run\n")
+    assert read_class_list(tmp_path / "classes.txt") == ["1 Run", "2 run"]
+
+
 def test_class_list_refuses_names_differing_only_in_case(tmp_path: Path) -> None:
     (tmp_path / "classes.txt").write_text("Run\nrun\n")
     with pytest.raises(DataError, match="differ only in case"):
@@ -169,6 +306,37 @@ def test_split_is_stable_and_near_the_requested_fraction() -> None:
     assert set(validation) <= {group for group in groups if is_validation(group, 0.5)}  # nested as the fraction grows
     # SHA-256 based, so the same on every machine and Python version (a regression pin, not a tuned value):
     assert stable_fraction("abc") == int("ba7816bf8f01cfea", 16) / 2**64
+
+
+@pytest.mark.parametrize(
+    ("key", "salt", "expected"),
+    [  # computed before non-UTF-8 keys were handled: the split of existing data sets must not move
+        ("abc", "", 0.7283949105904022),
+        ("Walk/1.mp4", "split:", 0.9393784245113224),
+        ("Caf\u00e9_g01", "split:", 0.5596950882515364),
+        ("HandstandPushups_g01", "split:", 0.03994097430893754),
+        ("clips/a.mp4", "part:", 0.772074935493257),
+        ("v_YoYo_g03_c01.avi", "order:", 0.013869120608317069),
+    ],
+)
+def test_stable_fraction_of_ordinary_strings_is_pinned(key: str, salt: str, expected: float) -> None:
+    assert stable_fraction(key, salt) == expected
+
+
+def test_file_names_that_are_not_utf8_are_split_and_partitioned(tmp_path: Path) -> None:
+    folder = os.fsencode(tmp_path / "Walk")
+    os.mkdir(folder)
+    try:
+        with open(os.path.join(folder, b"caf\xe9.mp4"), "wb"):  # Latin-1 bytes: Python names it with a surrogate
+            pass
+    except OSError as exc:
+        pytest.skip(f"this file system refuses names that are not UTF-8: {exc}")
+    (video,) = discover(tmp_path).videos
+    assert video.relpath == "Walk/caf\udce9.mp4"
+    digest = hashlib.sha256(b"split:Walk/caf\xed\xb3\xa9.mp4").digest()  # the surrogate as its three UTF-8 bytes
+    assert stable_fraction(video.group, "split:") == int.from_bytes(digest[:8], "big") / 2**64
+    assert is_validation(video.group, 1.0) and not is_validation(video.group, 0.0)
+    assert in_partition(video.relpath, 1, 0)
 
 
 def test_partition_gives_each_video_to_exactly_one_instance() -> None:
