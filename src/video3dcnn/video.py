@@ -203,6 +203,10 @@ def resize_frame(frame: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def _check_file(path: Path) -> None:
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8, which Python names with surrogates; OpenCV crashes on them
+        raise VideoDecodeError(f"{path}: the file name is not valid UTF-8; rename the file") from None
     if not path.is_file():
         raise VideoDecodeError(f"{path}: no such file")
     if path.stat().st_size == 0:

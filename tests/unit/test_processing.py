@@ -351,3 +351,22 @@ def test_a_rerun_without_preview_removes_the_earlier_preview(dataset: Path, tmp_
     assert (tmp_path / "preview.png").exists()
     process(dataset, tmp_path, options(preview=False), host="h")
     assert not (tmp_path / "preview.png").exists()  # a preview of other data must not stay beside this run's
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_with_a_reason(tmp_path: Path) -> None:
+    """OpenCV crashes the process on such a name (a surrogate-escaped str): it is refused before OpenCV sees it."""
+    import os
+
+    root = tmp_path / "in"
+    for label in ("Jump", "Sit"):
+        write_index_video(root / label / "ok.avi", 12, "mjpg", height=48, width=64)
+    try:
+        with open(os.path.join(os.fsencode(root / "Jump"), b"caf\xe9.avi"), "wb") as handle:
+            handle.write((root / "Jump" / "ok.avi").read_bytes())
+    except OSError as exc:
+        pytest.skip(f"this file system refuses names that are not UTF-8: {exc}")
+    result = process(root, tmp_path / "out", options(max_bad_fraction=0.5), host="h")
+    assert result.manifest["counts"]["videos"]["decoded"] == 2
+    assert [item["reason"].split(": ", 1)[1] for item in result.manifest["skipped"]] == [
+        "the file name is not valid UTF-8; rename the file"
+    ]
