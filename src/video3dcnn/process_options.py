@@ -37,7 +37,7 @@ class ProcessOptions:
     max_bad_fraction: float = _opt(0.1, "fail when more than this fraction of the videos cannot be used")
     extensions: str | None = _opt(None, "comma-separated video extensions (default: the common ones)")
     preview: bool = _opt(True, "write preview.png")
-    compress: bool = _opt(True, "deflate the clips in the shards (false: ~8%% larger, several times faster to read)")
+    compress: bool = _opt(True, "deflate the clips in the shards (false: ~12%% larger, several times faster to read)")
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
