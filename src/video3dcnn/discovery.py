@@ -324,7 +324,15 @@ def resolve_label_source(label_from: str, manifest: Path | None, relpaths: Seque
         return "ucf", "every file name follows v_<Class>_g<NN>_c<NN>"
     if in_folders:
         return "folder", f"{in_folders} of {len(relpaths)} videos sit in class folders; the others are skipped"
-    raise ConfigError(f"cannot tell the classes of the videos: {LAYOUTS_HELP}")
+    odd = [rel for rel in relpaths if not UCF_NAME.match(PurePosixPath(rel).stem)]
+    hint = ""
+    if len(odd) < len(relpaths):  # mostly UCF101 names: say which files break the pattern
+        shown = ", ".join(odd[:3]) + (", ..." if len(odd) > 3 else "")
+        hint = (
+            f"; {len(relpaths) - len(odd)} of {len(relpaths)} names follow v_<Class>_g<NN>_c<NN> but not {shown}: "
+            "rename or remove those, or pass --label-from ucf to skip them"
+        )
+    raise ConfigError(f"cannot tell the classes of the videos: {LAYOUTS_HELP}{hint}")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from video3dcnn.discovery import (
     is_validation,
     read_class_list,
     read_manifest_csv,
+    resolve_label_source,
     stable_fraction,
 )
 from video3dcnn.errors import ConfigError, DataError
@@ -344,3 +345,10 @@ def test_partition_gives_each_video_to_exactly_one_instance() -> None:
     parts = [[path for path in paths if in_partition(path, 3, index)] for index in range(3)]
     assert sorted(path for part in parts for path in part) == sorted(paths)
     assert all(150 < len(part) < 250 for part in parts)
+
+
+def test_auto_names_the_files_that_break_the_ucf101_pattern() -> None:
+    relpaths = [f"v_Jump_g{group:02d}_c01.avi" for group in range(1, 6)] + ["notes-video.avi"]
+    with pytest.raises(ConfigError, match=r"5 of 6 names follow .* but not notes-video\.avi: .*--label-from ucf"):
+        resolve_label_source("auto", None, relpaths)
+    assert resolve_label_source("ucf", None, relpaths)[0] == "ucf"
