@@ -386,7 +386,9 @@ def read_manifest_csv(path: Path) -> list[ManifestRow]:
 
 def _from_manifest(root: Path, manifest: Path, relpaths: Sequence[str]) -> tuple[list[_Candidate], list[SkippedFile]]:
     candidates, skipped = [], []
-    rows = read_manifest_csv(manifest)
+    rows = [_inside(root, row) for row in read_manifest_csv(manifest)]
+    if len({row.relpath for row in rows}) < len(rows):
+        raise DataError(f"{manifest} lists a video twice (once by its path relative to {root}, once by its full path)")
     for row in rows:
         path = root / row.relpath
         if path.is_file():
@@ -396,6 +398,18 @@ def _from_manifest(root: Path, manifest: Path, relpaths: Sequence[str]) -> tuple
     listed = {row.relpath for row in rows}
     skipped += [SkippedFile(rel, f"not listed in {Path(manifest).name}") for rel in relpaths if rel not in listed]
     return candidates, skipped
+
+
+def _inside(root: Path, row: ManifestRow) -> ManifestRow:
+    """``row`` with a full path under ``root`` made relative to it, as the paths the shards record and the split
+    hashes must not depend on where the data set lies; other rows unchanged."""
+    if not PurePosixPath(row.relpath).is_absolute():
+        return row
+    try:
+        relpath = Path(row.relpath).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:  # outside the input: read from where it is
+        return row
+    return ManifestRow(relpath, row.label, row.group)
 
 
 def _from_layout(

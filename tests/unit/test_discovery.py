@@ -352,3 +352,15 @@ def test_auto_names_the_files_that_break_the_ucf101_pattern() -> None:
     with pytest.raises(ConfigError, match=r"5 of 6 names follow .* but not notes-video\.avi: .*--label-from ucf"):
         resolve_label_source("auto", None, relpaths)
     assert resolve_label_source("ucf", None, relpaths)[0] == "ucf"
+
+
+def test_a_manifest_row_with_a_full_path_inside_the_input_counts_as_its_relative_path(tmp_path: Path) -> None:
+    touch(tmp_path, "a/x.mp4", "b/y.mp4")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"{tmp_path / 'a' / 'x.mp4'},Walk\nb/y.mp4,Run\n")
+    found = discover(tmp_path, label_from="manifest", manifest=manifest)
+    assert [video.relpath for video in found.videos] == ["a/x.mp4", "b/y.mp4"]  # not the machine's full path
+    assert found.skipped == ()  # and not also reported as "not listed"
+    manifest.write_text(f"{tmp_path / 'a' / 'x.mp4'},Walk\na/x.mp4,Walk\n")
+    with pytest.raises(DataError, match="twice"):
+        discover(tmp_path, label_from="manifest", manifest=manifest)
