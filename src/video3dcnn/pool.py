@@ -169,32 +169,27 @@ class _Decoders:
         return replies
 
     def close(self, wait_for_work: bool) -> None:
-        """Tell every decoder to stop; with ``wait_for_work``, wait until each has finished the task it is on.
+        """Tell every decoder to stop and close the pipes; with ``wait_for_work``, then wait until each decoder has
+        finished the task it is on.
 
-        While waiting, replies still on their way are read and dropped: a child process blocks sending a result
-        larger than the pipe's buffer until someone reads it.
+        The pipes are closed before waiting: a child sending a result (its result is no longer wanted) then fails at
+        once instead of blocking until someone reads it, and a pipe that an interrupted read left in the middle of a
+        message is never read again.
         """
         for connection in self.connections:
             try:
                 connection.send(None)
             except OSError:
                 pass
+        for connection in self.connections:
+            connection.close()
         if wait_for_work:
             running = set(self.processes)
-            reading = [connection for connection in self.connections if not isinstance(connection, _LocalDecoder)]
             while running:
-                ready = wait([*reading, *running])
-                for connection in [connection for connection in reading if connection in ready]:
-                    try:
-                        connection.recv()
-                    except (EOFError, OSError):
-                        reading.remove(connection)
-                running.difference_update(ready)
+                running.difference_update(wait(list(running)))
             for connection in self.connections:
                 if isinstance(connection, _LocalDecoder):
                     connection.thread.join()
-        for connection in self.connections:
-            connection.close()
 
 
 def _died() -> WorkerDiedError:

@@ -25,6 +25,7 @@ import multiprocessing
 import os
 import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -117,7 +118,27 @@ def _pool_context() -> multiprocessing.context.BaseContext:
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["video3dcnn.processing"])
+    _start_fork_server()
     return context
+
+
+def _start_fork_server() -> None:
+    """Start the fork server (if it is not running) with Ctrl-C ignored from its first instruction.
+
+    The fork server ignores SIGINT itself only once its preload has been imported (about half a second), so a Ctrl-C
+    sent to the process group before then printed its KeyboardInterrupt traceback. A signal ignored when a program
+    starts stays ignored, so the server is started while this process ignores SIGINT (a few milliseconds).
+    """
+    from multiprocessing import forkserver
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        forkserver.ensure_running()
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def default_workers() -> int:
@@ -328,6 +349,11 @@ def clear_previous_output(output_dir: Path, host: str, hosts: Sequence[str] = ()
         for path in old:
             path.unlink()
         (output_dir / preview_name(host, hosts)).unlink(missing_ok=True)
+        for tmp in output_dir.glob(".*.tmp"):  # a run killed while writing: .<final name>.<random>.tmp
+            final = tmp.name[1:].rsplit(".", 2)[0]
+            shard = SHARD_PATTERN.match(final)
+            if final in (manifest_name(host), preview_name(host, hosts)) or (shard and shard["host"] == host):
+                tmp.unlink(missing_ok=True)
     if old:
         logger.info("removed %d shards of an earlier run of %s in %s", len(old), host, output_dir)
 

@@ -120,3 +120,35 @@ def test_an_error_while_children_send_large_results_does_not_hang() -> None:
     runner.join(timeout=60)
     assert not runner.is_alive(), "ordered_map hung while stopping its decoders"
     assert outcome == ["bad item 5"]
+
+
+def big(item: int) -> bytes:
+    return bytes(300_000)
+
+
+def test_an_interrupt_in_the_middle_of_a_reply_neither_hangs_nor_reads_the_cut_pipe(monkeypatch) -> None:
+    """Ctrl-C or SIGTERM can land while a child's reply is half read: that pipe must not be read again (garbage, or
+    a wait for bytes that never come); the decoders still stop."""
+    from multiprocessing.connection import wait as wait_for
+
+    def interrupted_receive(self):
+        child = next(c for c in self.connections if not isinstance(c, pool._LocalDecoder))
+        wait_for([child])  # a reply has started to arrive...
+        os.read(child.fileno(), 2)  # ...and the read stops inside its length header
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pool._Decoders, "receive", interrupted_receive)
+    outcome = []
+
+    def run() -> None:
+        try:
+            list(ordered_map(big, range(40), workers=3))
+        except BaseException as exc:  # noqa: BLE001 - what reaches the caller is the point
+            outcome.append(type(exc).__name__)
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    runner.join(timeout=60)
+    assert not runner.is_alive(), "ordered_map hung on a pipe cut in the middle of a message"
+    assert outcome == ["KeyboardInterrupt"]
+    assert not multiprocessing.active_children()

@@ -370,3 +370,30 @@ def test_a_file_name_that_is_not_utf8_is_skipped_with_a_reason(tmp_path: Path) -
     assert [item["reason"].split(": ", 1)[1] for item in result.manifest["skipped"]] == [
         "the file name is not valid UTF-8; rename the file"
     ]
+
+
+def test_a_rerun_removes_the_temporary_files_a_killed_run_left(dataset: Path, tmp_path: Path) -> None:
+    for name in (".h-00003.npz.k1ll3d00.tmp", ".manifest-h.json.k1ll3d01.tmp", ".other-00001.npz.k1ll3d02.tmp"):
+        (tmp_path / name).write_bytes(b"half written")  # as atomic_path names them: .<final name>.<random>.tmp
+    process(dataset, tmp_path, options(), host="h")
+    assert sorted(path.name for path in tmp_path.glob(".*.tmp")) == [".other-00001.npz.k1ll3d02.tmp"]  # not ours
+
+
+def test_the_fork_server_starts_with_ctrl_c_ignored(tmp_path: Path) -> None:
+    """It ignores SIGINT itself only after importing its preload: a Ctrl-C before then printed its traceback."""
+    import subprocess
+    import sys
+
+    probe = (
+        "from multiprocessing import forkserver\n"
+        "from video3dcnn.processing import _pool_context\n"
+        "_pool_context()\n"
+        "pid = forkserver._forkserver._forkserver_pid\n"
+        "status = open(f'/proc/{pid}/status').read()\n"
+        "print(next(line for line in status.splitlines() if line.startswith('SigIgn:')).split()[1])\n"
+    )
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs /proc")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
+    ignored = int(result.stdout.strip(), 16)
+    assert ignored & (1 << (2 - 1))  # SIGINT is signal 2: bit 1 of the mask
