@@ -108,7 +108,8 @@ def decode_task(task: tuple[str, ClipSpec, bool]) -> tuple[DecodedVideo | None, 
 def ordered_map(function: Callable[[Any], Any], items: Iterable[Any], workers: int) -> Iterator[Any]:
     """``map(function, items)`` over ``workers`` decoders, in input order (``pool.ordered_map``): child processes
     start from a fork server that has already imported the decoder, and ignore Ctrl-C."""
-    return pool.ordered_map(function, items, workers, _pool_context(), _init_worker)
+    context = _pool_context() if workers > 1 else None  # one worker decodes in this thread: no fork server
+    return pool.ordered_map(function, items, workers, context, _init_worker)
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
