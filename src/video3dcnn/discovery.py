@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from video3dcnn.errors import ConfigError, DataError
+from video3dcnn.shards import class_names
 
 logger = logging.getLogger(__name__)
 
@@ -235,15 +236,7 @@ def _read_names(path: Path) -> list[str]:
     Raises:
         DataError: unreadable, not UTF-8, empty, or a name listed twice.
     """
-    lines = _read_text(path, "class list").splitlines()
-    names = [_nfc(line.strip()) for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    counts = collections.Counter(names)
-    duplicates = sorted(name for name, count in counts.items() if count > 1)
-    if duplicates:
-        raise DataError(f"class list {path} repeats {', '.join(duplicates)}")
-    if not names:
-        raise DataError(f"class list {path} is empty")
-    return names
+    return class_names(_read_text(path, "class list"), path, _nfc)
 
 
 def _class_ind_names(lines: Sequence[str]) -> list[str] | None:

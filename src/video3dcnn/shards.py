@@ -18,6 +18,7 @@ Every file is written to a temporary name and renamed into place.
 
 from __future__ import annotations
 
+import collections
 import io
 import json
 import math
@@ -27,7 +28,7 @@ import struct
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -320,11 +321,22 @@ def write_classes(directory: Path, classes: Sequence[str]) -> Path:
 def read_classes(path: Path) -> list[str]:
     """Read a class list: one name per line, blank lines and ``#`` comments ignored, duplicates refused."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise DataError(f"cannot read class list {path}: {exc.strerror}") from None
-    names = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
+    return class_names(text, path)
+
+
+def class_names(text: str, path: Path, normalise: Callable[[str], str] = str) -> list[str]:
+    """The names of a class list's ``text`` (read from ``path``), each passed through ``normalise``: one a line,
+    blank lines and ``#`` comments ignored.
+
+    Raises:
+        DataError: no name, or a name listed twice (after ``normalise``).
+    """
+    lines = text.splitlines()
+    names = [normalise(line.strip()) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    duplicates = sorted(name for name, count in collections.Counter(names).items() if count > 1)
     if duplicates:
         raise DataError(f"class list {path} repeats {', '.join(duplicates)}")
     if not names:
