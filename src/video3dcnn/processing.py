@@ -132,14 +132,22 @@ def _start_fork_server() -> None:
     """
     from multiprocessing import forkserver
 
-    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+    with handling_signal(signal.SIGINT, signal.SIG_IGN):
         forkserver.ensure_running()
+
+
+@contextlib.contextmanager
+def handling_signal(signum: int, handler: Callable | int) -> Iterator[None]:
+    """Handle ``signum`` with ``handler`` inside the block, then as before; elsewhere than in the main thread, which
+    alone may set handlers, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = signal.signal(signum, handler)
     try:
-        forkserver.ensure_running()
+        yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signum, previous)
 
 
 def default_workers() -> int:
@@ -328,6 +336,11 @@ def _writing(output_dir: Path) -> Iterator[None]:
         raise OutputError(f"cannot write {where}: {exc.strerror or exc}; check the --output directory") from exc
 
 
+def _is_shard_of(name: str, host: str) -> bool:
+    """Whether ``name`` is the file name of a shard of ``host`` (``algo-1`` does not own ``algo-1-part0-00000.npz``)."""
+    return (shard := SHARD_PATTERN.match(name)) is not None and shard["host"] == host
+
+
 def clear_previous_output(output_dir: Path, host: str, hosts: Sequence[str] = ()) -> None:
     """Check that ``output_dir`` can be written, then delete what an earlier run of ``host`` wrote there: the
     manifest first, so that no stale state looks complete, then its shards and its preview.
@@ -342,18 +355,13 @@ def clear_previous_output(output_dir: Path, host: str, hosts: Sequence[str] = ()
         with tempfile.TemporaryFile(dir=output_dir, prefix=".video3dcnn-probe-"):
             pass
         (output_dir / manifest_name(host)).unlink(missing_ok=True)
-        old = [
-            path
-            for path in output_dir.glob(f"{host}-*.npz")
-            if (m := SHARD_PATTERN.match(path.name)) and m["host"] == host
-        ]
+        old = [path for path in output_dir.glob(f"{host}-*.npz") if _is_shard_of(path.name, host)]
         for path in old:
             path.unlink()
         (output_dir / preview_name(host, hosts)).unlink(missing_ok=True)
         for tmp in output_dir.glob(".*.tmp"):  # a run killed while writing: .<final name>.<random>.tmp
             final = tmp.name[1:].rsplit(".", 2)[0]
-            shard = SHARD_PATTERN.match(final)
-            if final in (manifest_name(host), preview_name(host, hosts)) or (shard and shard["host"] == host):
+            if final in (manifest_name(host), preview_name(host, hosts)) or _is_shard_of(final, host):
                 tmp.unlink(missing_ok=True)
     if old:
         logger.info("removed %d shards of an earlier run of %s in %s", len(old), host, output_dir)

@@ -10,12 +10,9 @@ reason goes to ``/opt/ml/output/message``
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import logging
 import signal
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 from video3dcnn.config import add_dataclass_arguments, as_dict, build, coerce_mapping, given_arguments
@@ -101,21 +98,9 @@ def _stop(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
 
 
-@contextlib.contextmanager
-def _stop_on_sigterm() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run(args: argparse.Namespace) -> int:
     """Resolve the options (defaults, then flags), fit them to the job's instances and process."""
-    from video3dcnn.processing import process
+    from video3dcnn.processing import handling_signal, process
 
     env = processing_env()
     if env.message_path is not None:  # the reason of an earlier failure is no reason of this run's
@@ -125,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     options = resolve_instances(options, env)
     host = writer_name(env.hosts.current, env.hosts.count, options)
     logger.info("process %s -> %s as %s with %s", input_dir, output_dir, host, as_dict(options))
-    with _stop_on_sigterm():
+    with handling_signal(signal.SIGTERM, _stop):
         process(input_dir, output_dir, options, host=host, hosts=env.hosts.all)
     return 0
 
