@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from video3dcnn import shards  # noqa: E402
 from video3dcnn.config import ClipSpec  # noqa: E402
+from video3dcnn.files import write_json_atomic  # noqa: E402
 from video3dcnn.synthetic import DIRECTIONS, motion_frames  # noqa: E402
 
 CLASSES = tuple(DIRECTIONS)
@@ -77,7 +78,7 @@ def _write_manifest(directory: Path, host: str, spec: ClipSpec, entries: list[di
         listed.append({"file": name, **{key: entry[key] for key in ("clips", "train", "validation")}})
     manifest = {"schema_version": shards.SCHEMA_VERSION, "host": host, "classes": list(CLASSES),
                 "clip_spec": spec.to_dict(), "shards": listed, "skipped": []}
-    shards.write_json_atomic(directory / shards.manifest_name(host), manifest)
+    write_json_atomic(directory / shards.manifest_name(host), manifest)
 
 
 def rewrite_uncompressed(directory: Path) -> None:

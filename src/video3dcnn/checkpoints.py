@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from video3dcnn.errors import DataError
-from video3dcnn.shards import atomic_path, write_json_atomic
+from video3dcnn.files import atomic_path, write_json_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from video3dcnn.shards import atomic_path
+from video3dcnn.files import atomic_path
 
 TRAINING_CURVES = "training_curves.png"
 CONFUSION_MATRIX = "confusion_matrix.png"

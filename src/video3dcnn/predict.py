@@ -21,7 +21,8 @@ import numpy as np
 
 from video3dcnn.config import ClipSpec
 from video3dcnn.errors import ConfigError, DataError, ToolkitError
-from video3dcnn.shards import CLASSES_FILE, read_classes, write_text_atomic
+from video3dcnn.files import write_text_atomic
+from video3dcnn.shards import CLASSES_FILE, read_classes
 from video3dcnn.training import CLIP_SPEC_FILE, MODEL_FILE
 
 logger = logging.getLogger(__name__)

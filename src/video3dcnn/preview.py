@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from video3dcnn.shards import atomic_path
+from video3dcnn.files import atomic_path
 
 LABEL_WIDTH = 160
 GAP = 4

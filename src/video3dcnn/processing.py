@@ -48,6 +48,7 @@ from video3dcnn.discovery import (
     stable_fraction,
 )
 from video3dcnn.errors import DataError, OutputError, VideoDecodeError
+from video3dcnn.files import write_json_atomic
 from video3dcnn.pool import WorkerDiedError  # noqa: F401 - raised by process() through ordered_map
 from video3dcnn.preview import thumbnail, write_preview
 from video3dcnn.process_options import ProcessOptions
@@ -60,7 +61,6 @@ from video3dcnn.shards import (
     manifest_name,
     shard_name,
     write_classes,
-    write_json_atomic,
     write_shard,
 )
 from video3dcnn.video import FROZEN_WARNING, DecodedVideo, decode_clips, frozen

@@ -13,7 +13,7 @@ A processed-data directory holds, for every host that wrote into it:
   skipped file. Readers only trust shards listed in a manifest, so a killed run never looks complete.
 - ``classes.txt``: the class list, one name per line, line i = label i.
 
-Every file is written to a temporary name and renamed into place.
+Every file is written to a temporary name and renamed into place (``video3dcnn.files``).
 """
 
 from __future__ import annotations
@@ -22,14 +22,11 @@ import collections
 import io
 import json
 import math
-import os
 import re
 import struct
-import tempfile
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -38,6 +35,7 @@ import numpy as np
 
 from video3dcnn.config import ClipSpec
 from video3dcnn.errors import DataError
+from video3dcnn.files import atomic_path, write_text_atomic
 
 SCHEMA_VERSION = 1
 SHARD_KEYS = ("clips", "labels", "groups", "is_val", "paths", "frame_indices")
@@ -67,46 +65,6 @@ def shard_name(host: str, index: int) -> str:
 def manifest_name(host: str) -> str:
     """File name of ``host``'s manifest."""
     return f"{MANIFEST_PREFIX}{host}.json"
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _umask()  # read once, at import: os.umask can only be read by setting it
-
-
-@contextmanager
-def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
-
-    The file gets the permissions a plain ``open`` would give it (0666 less the umask).
-
-    ``suffix`` ends the temporary name, for writers that choose the format by extension (``.tmp.keras``).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide the file from other users and the host
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (UTF-8)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write ``data`` as indented JSON to ``path`` atomically."""
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 @dataclass

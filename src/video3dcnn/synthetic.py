@@ -65,7 +65,7 @@ def write_video(path: Path, frames: np.ndarray, fps: float = 25.0) -> Path:
     """Encode RGB frames as MPEG-4 Part 2 (``mp4v``) with OpenCV; atomic (temp name, then rename)."""
     import cv2
 
-    from video3dcnn.shards import atomic_path
+    from video3dcnn.files import atomic_path
 
     height, width = frames.shape[1:3]
     with atomic_path(path, suffix=f".tmp{path.suffix}") as tmp:  # OpenCV picks the container by extension

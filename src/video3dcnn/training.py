@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from video3dcnn.hyperparameters import TrainConfig
-from video3dcnn.shards import DatasetIndex, write_classes, write_json_atomic, write_text_atomic
+from video3dcnn.files import write_json_atomic, write_text_atomic
+from video3dcnn.shards import DatasetIndex, write_classes
 
 logger = logging.getLogger(__name__)
 

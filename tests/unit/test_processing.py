@@ -15,7 +15,8 @@ from video3dcnn.discovery import is_validation
 from video3dcnn.errors import DataError, OutputError
 from video3dcnn.process_options import ProcessOptions
 from video3dcnn.processing import ShardWriter, process
-from video3dcnn.shards import atomic_path, deflate_clip, load_index, read_classes, read_shard
+from video3dcnn.files import atomic_path
+from video3dcnn.shards import deflate_clip, load_index, read_classes, read_shard
 from video3dcnn.video import DecodedVideo
 
 CLASSES = ("Jump", "Run", "Sit")

@@ -11,6 +11,7 @@ import pytest
 from video3dcnn import shards
 from video3dcnn.config import ClipSpec
 from video3dcnn.errors import DataError
+from video3dcnn.files import write_json_atomic
 
 SPEC = ClipSpec(frames=4, height=8, width=8)
 
@@ -143,7 +144,7 @@ def write_host(directory, host, classes=("a", "b", "c"), spec=SPEC):
         "clip_spec": spec.to_dict(),
         "shards": [{"file": name, "clips": len(shard), "train": 4, "validation": 2}],
     }
-    shards.write_json_atomic(directory / shards.manifest_name(host), manifest)
+    write_json_atomic(directory / shards.manifest_name(host), manifest)
 
 
 def test_load_index_merges_hosts(tmp_path):
@@ -220,14 +221,3 @@ def test_clips_compressed_elsewhere_give_the_same_file(tmp_path):
     with pytest.raises(ValueError, match="6 compressed pieces for 7 clips"):
         shards.write_shard(tmp_path / "short.npz", shard, clip_pieces=pieces[:6])
     assert not (tmp_path / "short.npz").exists()
-
-
-def test_files_written_atomically_get_the_permissions_of_a_plain_open(tmp_path) -> None:
-    import os
-
-    plain = tmp_path / "plain.txt"
-    plain.write_text("x")
-    atomic = tmp_path / "atomic.json"
-    shards.write_json_atomic(atomic, {"a": 1})
-    assert atomic.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 == 0o666 & ~shards._UMASK
-    assert os.access(atomic, os.R_OK)

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from video3dcnn.evaluation import evaluate_predictions, format_report
     from video3dcnn.plots import CONFUSION_MATRIX, plot_confusion_matrix
     from video3dcnn.predict import load_trained
-    from video3dcnn.shards import write_json_atomic
+    from video3dcnn.files import write_json_atomic
 
     trained = load_trained(args.model_dir)
     if args.data_dir is not None:
