@@ -1,7 +1,5 @@
-"""Keras callbacks of ``video3dcnn train``: the per-epoch metric line and the per-epoch checkpoint.
-
-Kept apart from ``training`` so that importing ``video3dcnn.training`` (for ``METRIC_DEFINITIONS``) loads no Keras.
-"""
+"""Keras callbacks of ``video3dcnn train``: the per-epoch metric line (``metric_line``) and the per-epoch checkpoint
+(``checkpoints``)."""
 
 from __future__ import annotations
 
@@ -13,7 +11,7 @@ from pathlib import Path
 import keras
 
 from video3dcnn import checkpoints
-from video3dcnn.training import format_metric_line
+from video3dcnn.metric_line import format_metric_line
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,9 @@
-"""Classification metrics: pure numpy, no I/O, no Keras.
+"""Scoring a model on labelled clips: its predictions over a loader, and classification metrics in pure numpy.
 
-``evaluate_predictions`` turns true labels and predicted probabilities into the report that ``train`` and
+``predict_loader`` runs a model over every batch of a labelled loader (``train``'s validation report, ``evaluate`` on
+shards). ``evaluate_predictions`` turns true labels and predicted probabilities into the report that ``train`` and
 ``evaluate`` write as ``metrics.json``: accuracy, per-class precision/recall/F1/support and the confusion matrix
-(rows = true class, columns = predicted class).
+(rows = true class, columns = predicted class). No I/O and no Keras import here: the model and the loader come in.
 """
 
 from __future__ import annotations
@@ -11,6 +12,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+
+def predict_loader(model, loader) -> tuple[np.ndarray, np.ndarray]:
+    """True labels and predicted probabilities for every batch of a ``data.ClipLoader`` (in loader order)."""
+    labels, probabilities = [], []
+    for index in range(len(loader)):
+        clips, batch_labels = loader[index]
+        probabilities.append(np.asarray(model.predict_on_batch(clips)))
+        labels.append(batch_labels)
+    if not labels:
+        return np.zeros(0, np.int32), np.zeros((0, model.outputs[0].shape[-1]), np.float32)
+    return np.concatenate(labels), np.concatenate(probabilities)
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:

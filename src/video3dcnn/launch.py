@@ -23,8 +23,8 @@ from typing import Any
 
 from video3dcnn.contract import CHECKPOINT_DIR, OPT_ML, PROCESSING_INPUT, PROCESSING_OUTPUT
 from video3dcnn.errors import ConfigError, DataError, ToolkitError
+from video3dcnn.metric_line import METRIC_DEFINITIONS
 from video3dcnn.shards import CLASSES_FILE
-from video3dcnn.training import METRIC_DEFINITIONS  # light: Keras is imported inside its functions
 
 logger = logging.getLogger(__name__)
 

@@ -1,9 +1,10 @@
-"""Inference with a trained model directory: clips from shards, or videos decoded exactly like processing.
+"""Inference with a trained model directory: videos decoded exactly like processing, predictions written as CSV.
 
-A model directory (``SM_MODEL_DIR`` of a training job, i.e. ``model.tar.gz`` extracted) holds ``model.keras``,
-``classes.txt`` and ``clip_spec.json``. Videos go through ``video3dcnn.video.decode_clips`` with the stored clip spec,
-the same code path as ``video3dcnn process``, so preprocessing cannot drift between training and prediction. When a
-spec yields several clips per video (sliding windows), the clip probabilities are averaged per video.
+A model directory (``SM_MODEL_DIR`` of a training job, i.e. ``model.tar.gz`` extracted) holds the files of
+``model_files``: ``model.keras``, ``classes.txt`` and ``clip_spec.json``. Videos go through
+``video3dcnn.video.decode_clips`` with the stored clip spec, the same code path as ``video3dcnn process``, so
+preprocessing cannot drift between training and prediction. When a spec yields several clips per video (sliding
+windows), the clip probabilities are averaged per video.
 """
 
 from __future__ import annotations
@@ -22,12 +23,10 @@ import numpy as np
 from video3dcnn.config import ClipSpec
 from video3dcnn.errors import ConfigError, DataError, ToolkitError
 from video3dcnn.files import write_text_atomic
+from video3dcnn.model_files import CLIP_SPEC_FILE, MODEL_ARCHIVE, MODEL_DIR_FILES, MODEL_FILE
 from video3dcnn.shards import CLASSES_FILE, read_classes
-from video3dcnn.training import CLIP_SPEC_FILE, MODEL_FILE
 
 logger = logging.getLogger(__name__)
-
-MODEL_ARCHIVE = "model.tar.gz"
 
 
 @dataclass
@@ -61,7 +60,7 @@ class VideoPrediction:
 def _extract_archive(model_dir: Path) -> None:
     """Unpack a ``model.tar.gz`` downloaded from S3 in place (only the three files predict needs)."""
     with tarfile.open(model_dir / MODEL_ARCHIVE, "r:gz") as archive:
-        for name in (MODEL_FILE, CLASSES_FILE, CLIP_SPEC_FILE):
+        for name in MODEL_DIR_FILES:
             try:
                 member = archive.getmember(name)
             except KeyError:
@@ -81,7 +80,7 @@ def load_trained(model_dir: Path) -> TrainedModel:
     model_dir = Path(model_dir)
     if not (model_dir / MODEL_FILE).is_file() and (model_dir / MODEL_ARCHIVE).is_file():
         _extract_archive(model_dir)
-    for name in (MODEL_FILE, CLASSES_FILE, CLIP_SPEC_FILE):
+    for name in MODEL_DIR_FILES:
         if not (model_dir / name).is_file():
             raise ConfigError(
                 f"{model_dir} has no {name}: point --model-dir at the model directory of 'video3dcnn train' "
@@ -103,18 +102,6 @@ def predict_clips(model, clips: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """Class probabilities ``[N, num_classes]`` of uint8 clips ``[N, T, H, W, C]``."""
     outputs = [np.asarray(model.predict_on_batch(clips[i : i + batch_size])) for i in range(0, len(clips), batch_size)]
     return np.concatenate(outputs) if outputs else np.zeros((0, model.outputs[0].shape[-1]), np.float32)
-
-
-def predict_loader(model, loader) -> tuple[np.ndarray, np.ndarray]:
-    """True labels and predicted probabilities for every batch of a ``data.ClipLoader`` (in loader order)."""
-    labels, probabilities = [], []
-    for index in range(len(loader)):
-        clips, batch_labels = loader[index]
-        probabilities.append(np.asarray(model.predict_on_batch(clips)))
-        labels.append(batch_labels)
-    if not labels:
-        return np.zeros(0, np.int32), np.zeros((0, model.outputs[0].shape[-1]), np.float32)
-    return np.concatenate(labels), np.concatenate(probabilities)
 
 
 def rank(probabilities: np.ndarray, classes: Sequence[str]) -> tuple[tuple[str, float], ...]:

@@ -1,13 +1,8 @@
 """Compile, fit, checkpoint and save: the training run itself, with no argparse and no ``os.environ``.
 
-``cli/train.py`` resolves the configuration, directories and distribution, then calls ``train``. Keras is imported
-inside the functions: importing this module (e.g. for ``METRIC_DEFINITIONS`` in ``video3dcnn launch``) stays light.
-
-Every epoch logs one line in a stable format, e.g.::
-
-    epoch=3 loss=0.4100 accuracy=0.8800 val_loss=0.5200 val_accuracy=0.8300; time=4.1s clips_per_second=180.2
-
-``METRIC_DEFINITIONS`` holds the matching SageMaker ``metric_definitions`` regexes.
+``cli/train.py`` resolves the configuration, directories and distribution, then calls ``train``. Every epoch logs one
+line in the stable format of ``metric_line`` (``callbacks.MetricLine``); the model directory gets the files of
+``model_files``, the output data directory ``metrics.json``, ``history.csv`` and the plots.
 """
 
 from __future__ import annotations
@@ -23,33 +18,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from video3dcnn.hyperparameters import TrainConfig
+import keras
+
+from video3dcnn import checkpoints
+from video3dcnn.callbacks import EpochCheckpoint, MetricLine
+from video3dcnn.data import CACHED_WINDOWS, split_loaders
+from video3dcnn.evaluation import evaluate_predictions, predict_loader
+from video3dcnn.export import export_saved_model
 from video3dcnn.files import write_json_atomic, write_text_atomic
+from video3dcnn.hyperparameters import TrainConfig
+from video3dcnn.metric_line import METRIC_KEYS
+from video3dcnn.model import build_model
+from video3dcnn.model_files import CLIP_SPEC_FILE, MODEL_FILE
+from video3dcnn.plots import CONFUSION_MATRIX, TRAINING_CURVES, plot_confusion_matrix, plot_training_curves
 from video3dcnn.shards import DatasetIndex, write_classes
 
 logger = logging.getLogger(__name__)
 
-MODEL_FILE = "model.keras"
-CLIP_SPEC_FILE = "clip_spec.json"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
-METRIC_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
-
-_NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
-# SageMaker scans the job's log lines with each Regex and records the first capture group as the metric.
-METRIC_DEFINITIONS = (
-    {"Name": "train:loss", "Regex": rf"epoch=\d+ loss={_NUMBER}"},
-    {"Name": "train:accuracy", "Regex": rf"epoch=\d+ .*? accuracy={_NUMBER}"},
-    {"Name": "validation:loss", "Regex": rf"epoch=\d+ .*?val_loss={_NUMBER}"},
-    {"Name": "validation:accuracy", "Regex": rf"epoch=\d+ .*?val_accuracy={_NUMBER}"},
-)
-
-
-def format_metric_line(epoch: int, logs: Mapping[str, Any]) -> str:
-    """``epoch=N loss=... accuracy=... val_loss=... val_accuracy=...;`` with the metrics present in ``logs``."""
-    parts = [f"epoch={epoch}"]
-    parts += [f"{key}={float(logs[key]):.4f}" for key in METRIC_KEYS if key in logs]
-    return " ".join(parts) + ";"
 
 
 @dataclass(frozen=True)
@@ -81,8 +68,6 @@ class TrainResult:
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int):
     """The Keras optimizer named by ``config.optimizer``, its learning rate constant or cosine-decayed to 1%."""
-    import keras
-
     rate = config.learning_rate
     if config.lr_schedule == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=config.epochs * steps_per_epoch, alpha=0.01)
@@ -102,9 +87,6 @@ def compile_model(model, config: TrainConfig, steps_per_epoch: int):
 
 def _initial_model(config: TrainConfig, index: DatasetIndex, paths: TrainPaths, host: str, steps_per_epoch: int):
     """A resumed model and its history when a checkpoint exists, else a new compiled model."""
-    from video3dcnn import checkpoints
-    from video3dcnn.model import build_model
-
     found = checkpoints.latest(paths.checkpoint_dir, host)
     if found is not None:
         logger.info("resuming from %s (%d epochs done)", found.path, found.epoch)
@@ -115,10 +97,6 @@ def _initial_model(config: TrainConfig, index: DatasetIndex, paths: TrainPaths, 
 
 def _callbacks(config: TrainConfig, paths: TrainPaths, host: str, history: dict, num_clips: int, validating: bool,
                is_chief: bool):
-    import keras
-
-    from video3dcnn.callbacks import EpochCheckpoint, MetricLine
-
     callbacks = [MetricLine(num_clips)]
     if paths.checkpoint_dir is not None and is_chief:  # every host starts from what SageMaker copies back
         callbacks.append(EpochCheckpoint(paths.checkpoint_dir, host, history))
@@ -159,8 +137,6 @@ def train(
     Raises:
         DataError: no training clips, inconsistent data or an unreadable checkpoint.
     """
-    import keras
-
     started = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
     train_loader, val_loader = _loaders(config, index, validation_index)
@@ -181,8 +157,6 @@ def train(
 
 
 def _loaders(config: TrainConfig, index: DatasetIndex, validation_index: DatasetIndex | None):
-    from video3dcnn.data import split_loaders
-
     buffer_clips = window_clips(config.shuffle_buffer_mb, index.clip_spec.shape)
     train_loader, val_loader = split_loaders(
         index, validation_index, config.batch_size, seed=config.seed, buffer_clips=buffer_clips,
@@ -209,8 +183,6 @@ def _fit(model, config: TrainConfig, train_loader, val_loader, initial_epoch: in
 
 def window_clips(buffer_mb: int, clip_shape: tuple[int, ...]) -> int:
     """Clips per loader window so that the windows the loader holds (``data.CACHED_WINDOWS``) fit in ``buffer_mb``."""
-    from video3dcnn.data import CACHED_WINDOWS
-
     return max(1, buffer_mb * 2**20 // CACHED_WINDOWS // math.prod(clip_shape))
 
 
@@ -226,9 +198,6 @@ def _merge_history(previous: Mapping[str, list], fitted, initial_epoch: int) -> 
 
 
 def _validation_report(model, loader, classes) -> dict[str, Any]:
-    from video3dcnn.evaluation import evaluate_predictions
-    from video3dcnn.predict import predict_loader
-
     labels, probabilities = predict_loader(model, loader)
     report = evaluate_predictions(labels, probabilities, classes)
     logger.info("validation accuracy %.4f on %d clips", report["accuracy"], report["count"])
@@ -237,15 +206,10 @@ def _validation_report(model, loader, classes) -> dict[str, Any]:
 
 def save_outputs(model, config: TrainConfig, index: DatasetIndex, paths: TrainPaths, result: TrainResult) -> None:
     """Write the model directory (model.keras, classes.txt, clip_spec.json) and the output data directory."""
-    from video3dcnn.checkpoints import save_model
-    from video3dcnn.plots import CONFUSION_MATRIX, TRAINING_CURVES, plot_confusion_matrix, plot_training_curves
-
-    save_model(model, paths.model_dir / MODEL_FILE)
+    checkpoints.save_model(model, paths.model_dir / MODEL_FILE)
     write_classes(paths.model_dir, index.classes)
     write_json_atomic(paths.model_dir / CLIP_SPEC_FILE, index.clip_spec.to_dict())
     if config.export_saved_model:
-        from video3dcnn.export import export_saved_model
-
         export_saved_model(model, paths.model_dir)
     out = paths.output_data_dir
     write_text_atomic(out / HISTORY_FILE, history_csv(result.history))

@@ -1,4 +1,5 @@
-"""Pure metrics: confusion matrix, precision/recall, top-k and the text report, checked by hand-computed values."""
+"""Predictions over a loader, and the pure metrics (confusion matrix, precision/recall, top-k, the text report),
+checked by hand-computed values."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from video3dcnn.evaluation import (
     evaluate_predictions,
     format_report,
     per_class_scores,
+    predict_loader,
     top_k_accuracy,
 )
 
@@ -75,3 +77,28 @@ def test_text_report_names_classes_and_counts():
     rows = text.splitlines()
     assert any(row.split()[:4] == ["left", "2", "1", "0"] for row in rows)
     assert any(row.startswith("right") and "0.5000" in row for row in rows)
+
+
+class _Scorer:
+    """A stand-in model: the probability of class k is the clip's first pixel == k (one-hot), batch by batch."""
+
+    outputs = [np.zeros((1, 3))]
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def predict_on_batch(self, clips: np.ndarray) -> np.ndarray:
+        self.batches.append(len(clips))
+        return np.eye(3)[clips[:, 0]]
+
+
+def test_predict_loader_scores_every_batch_in_loader_order():
+    clips = np.array([[2], [0], [1], [1], [0]])
+    loader = [(clips[:2], np.array([2, 1], np.int32)), (clips[2:], np.array([1, 1, 0], np.int32))]
+    model = _Scorer()
+    labels, probabilities = predict_loader(model, loader)
+    assert model.batches == [2, 3]
+    assert labels.tolist() == [2, 1, 1, 1, 0]
+    assert probabilities.argmax(axis=1).tolist() == [2, 0, 1, 1, 0]
+    labels, probabilities = predict_loader(model, [])
+    assert labels.shape == (0,) and probabilities.shape == (0, 3)

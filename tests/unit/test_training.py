@@ -13,13 +13,7 @@ from trainkit import write_dataset
 
 from video3dcnn import checkpoints
 from video3dcnn.hyperparameters import TrainConfig
-from video3dcnn.training import (
-    METRIC_DEFINITIONS,
-    TrainPaths,
-    format_metric_line,
-    history_csv,
-    train,
-)
+from video3dcnn.training import TrainPaths, history_csv, train
 
 FAST = {"batch_size": 4, "workers": 0, "learning_rate": 3e-3}
 
@@ -123,26 +117,6 @@ def test_non_chief_writes_nothing_and_early_stopping_stops(tmp_path):
     result = train(config, index, None, _paths(tmp_path), is_chief=False)
     assert len(result.history["epoch"]) < 30
     assert not any((tmp_path / name).exists() for name in ("model", "output", "ckpt"))
-
-
-def test_metric_line_format_and_regexes_agree():
-    line = format_metric_line(3, {"loss": 0.41, "accuracy": 0.88, "val_loss": 0.52, "val_accuracy": 0.83, "x": 1})
-    assert line == "epoch=3 loss=0.4100 accuracy=0.8800 val_loss=0.5200 val_accuracy=0.8300;"
-    logged = f"2025-01-01 00:00:00 video3dcnn.callbacks INFO {line} time=1.0s clips_per_second=9.0"
-    found = {d["Name"]: float(re.search(d["Regex"], logged).group(1)) for d in METRIC_DEFINITIONS}
-    assert found == {"train:loss": 0.41, "train:accuracy": 0.88, "validation:loss": 0.52,
-                     "validation:accuracy": 0.83}
-
-
-def test_metric_regexes_ignore_keras_progress_lines():
-    keras_line = "12/12 - 1s - 50ms/step - accuracy: 0.5000 - loss: 0.7000 - val_accuracy: 0.2 - val_loss: 0.9"
-    assert all(re.search(d["Regex"], keras_line) is None for d in METRIC_DEFINITIONS)
-
-
-def test_training_only_metric_line_has_no_validation_values():
-    line = format_metric_line(1, {"loss": 1.5, "accuracy": 0.25})
-    assert re.search(METRIC_DEFINITIONS[3]["Regex"], line) is None
-    assert re.search(METRIC_DEFINITIONS[0]["Regex"], line).group(1) == "1.5000"
 
 
 def test_history_csv_orders_columns():

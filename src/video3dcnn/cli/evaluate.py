@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _score_shards(trained, data_dir: Path, split: str, batch_size: int) -> tuple[np.ndarray, np.ndarray, dict]:
     from video3dcnn.data import ClipLoader, check_compatible_with, subset_rows
-    from video3dcnn.predict import predict_loader
+    from video3dcnn.evaluation import predict_loader
     from video3dcnn.shards import load_index
 
     index = load_index(data_dir)
@@ -72,9 +72,9 @@ def _score_videos(trained, root: Path, batch_size: int, output_dir: Path) -> tup
 
 def run(args: argparse.Namespace) -> int:
     from video3dcnn.evaluation import evaluate_predictions, format_report
+    from video3dcnn.files import write_json_atomic
     from video3dcnn.plots import CONFUSION_MATRIX, plot_confusion_matrix
     from video3dcnn.predict import load_trained
-    from video3dcnn.files import write_json_atomic
 
     trained = load_trained(args.model_dir)
     if args.data_dir is not None:
