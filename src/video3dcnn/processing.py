@@ -25,7 +25,6 @@ import multiprocessing
 import os
 import signal
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -63,6 +62,7 @@ from video3dcnn.shards import (
     write_classes,
     write_shard,
 )
+from video3dcnn.signals import handling_signal
 from video3dcnn.video import FROZEN_WARNING, DecodedVideo, decode_clips, frozen
 
 logger = logging.getLogger(__name__)
@@ -134,20 +134,6 @@ def _start_fork_server() -> None:
 
     with handling_signal(signal.SIGINT, signal.SIG_IGN):
         forkserver.ensure_running()
-
-
-@contextlib.contextmanager
-def handling_signal(signum: int, handler: Callable | int) -> Iterator[None]:
-    """Handle ``signum`` with ``handler`` inside the block, then as before; elsewhere than in the main thread, which
-    alone may set handlers, nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signum, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signum, previous)
 
 
 def default_workers() -> int:

@@ -20,6 +20,7 @@ from video3dcnn.contract import ProcessingEnv, processing_env
 from video3dcnn.discovery import LAYOUTS_HELP
 from video3dcnn.errors import ConfigError, DataError, ToolkitError
 from video3dcnn.process_options import ProcessOptions
+from video3dcnn.signals import handling_signal
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def _stop(signum: int, frame: object) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the options (defaults, then flags), fit them to the job's instances and process."""
-    from video3dcnn.processing import handling_signal, process
+    from video3dcnn.processing import process
 
     env = processing_env()
     if env.message_path is not None:  # the reason of an earlier failure is no reason of this run's
