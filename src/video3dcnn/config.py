@@ -171,7 +171,8 @@ def add_dataclass_arguments(
         names = [f"--{f.name}"]
         if "_" in f.name:
             names.append(f"--{f.name.replace('_', '-')}")
-        names += [f"--{a}" for a in extra.get(f.name, [])]
+        for alias in extra.get(f.name, []):
+            names += [f"--{alias}", f"--{alias.replace('_', '-')}"] if "_" in alias else [f"--{alias}"]
         default = f.default if f.default is not dataclasses.MISSING else None
         help_text = f.metadata.get("help", "")
         if default is not None and default != ():

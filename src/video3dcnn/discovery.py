@@ -219,9 +219,9 @@ def is_validation(group: str, val_fraction: float) -> bool:
     return stable_fraction(group, "split:") < val_fraction
 
 
-def in_partition(relpath: str, num_parts: int, index: int) -> bool:
-    """Whether the video at ``relpath`` falls to instance ``index`` of ``num_parts`` (stable hash of the path)."""
-    return int(stable_fraction(relpath, "part:") * num_parts) == index
+def in_part(relpath: str, num_parts: int, part_index: int) -> bool:
+    """Whether the video at ``relpath`` falls in part ``part_index`` of ``num_parts`` (stable hash of the path)."""
+    return int(stable_fraction(relpath, "part:") * num_parts) == part_index
 
 
 def _case_clashes(names: Sequence[str]) -> list[str]:

@@ -3,7 +3,7 @@
 Order of work, on each host:
 
 1. Remove this host's previous manifest first, then its previous shards, so that nothing left over looks complete.
-2. Discover and label the videos (``discovery``), keep this instance's part of a replicated input.
+2. Discover and label the videos (``discovery``), keep this instance's part of a replicated input (``--num-parts``).
 3. Decode with one single-threaded decoder per worker (``pool``: child processes, and a thread of this process up to
    8 workers), in input order: results come back in the order they were submitted, through a bounded window, so the
    output is the same whatever the number of workers and memory stays bounded. This process alone writes shards
@@ -41,7 +41,7 @@ from video3dcnn.discovery import (
     LabelledVideo,
     SkippedFile,
     discover,
-    in_partition,
+    in_part,
     is_validation,
     read_class_list,
     stable_fraction,
@@ -296,16 +296,16 @@ def shard_order(videos: Sequence[LabelledVideo]) -> list[LabelledVideo]:
     return sorted(videos, key=lambda video: (stable_fraction(video.relpath, "order:"), video.relpath))
 
 
-def _partition(found: Discovery, options: ProcessOptions) -> tuple[list[LabelledVideo], list[SkippedFile]]:
-    """This instance's videos and skipped files when a replicated input is split between instances."""
-    if not options.num_shards or options.num_shards == 1:
+def _my_part(found: Discovery, options: ProcessOptions) -> tuple[list[LabelledVideo], list[SkippedFile]]:
+    """This instance's videos and skipped files when a replicated input is split into parts, one per instance."""
+    if not options.num_parts or options.num_parts == 1:
         return list(found.videos), list(found.skipped)
-    mine = lambda relpath: in_partition(relpath, options.num_shards, options.shard_index)  # noqa: E731
+    mine = lambda relpath: in_part(relpath, options.num_parts, options.part_index)  # noqa: E731
     videos = [video for video in found.videos if mine(video.relpath)]
     logger.info(
-        "instance %d of %d takes %d of %d videos",
-        options.shard_index,
-        options.num_shards,
+        "part %d of %d takes %d of %d videos",
+        options.part_index,
+        options.num_parts,
         len(videos),
         len(found.videos),
     )
@@ -415,7 +415,7 @@ def process(
     Args:
         input_dir: videos in one of the layouts of ``discovery``.
         output_dir: where shards, ``classes.txt``, the preview and ``manifest-<host>.json`` go.
-        options: resolved options (``num_shards``/``shard_index`` already set for this instance).
+        options: resolved options (``num_parts``/``part_index`` already set for this instance).
         host: this instance's name, used in every file name it writes.
         hosts: all instances of the job (recorded in the manifest).
 
@@ -429,7 +429,7 @@ def process(
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     spec = options.clip_spec()
     found = _discover(input_dir, options)
-    videos, skipped = _partition(found, options)
+    videos, skipped = _my_part(found, options)
     videos = shard_order(videos)
     clear_previous_output(output_dir, host, hosts)
     if not videos:

@@ -158,7 +158,7 @@ def test_missing_input_names_the_path_and_the_layouts(
         (["--frames", "many"], "invalid value 'many' for 'frames'"),
         (["--sampling", "random"], "choose one of uniform, head, sliding"),
         (["--size", "big"], "invalid size 'big'"),
-        (["--num-shards", "2"], "go together"),
+        (["--num-parts", "2"], "--num-parts and --part-index go together"),
     ],
 )
 def test_bad_options_are_one_line_errors(
@@ -263,8 +263,8 @@ def test_the_parts_of_a_split_run_on_one_machine_do_not_replace_each_other(
     common = ["process", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), *FAST]
     common += ["--classes", str(tmp_path / "classes.txt")]
     (tmp_path / "classes.txt").write_text("Left\nRight\n")
-    for index in (0, 1):
-        assert cli.main([*common, "--num-shards", "2", "--shard-index", str(index)]) == 0
+    assert cli.main([*common, "--num-parts", "2", "--part-index", "0"]) == 0
+    assert cli.main([*common, "--num-shards", "2", "--shard-index", "1"]) == 0  # the earlier names of the flags
     manifests = sorted(path.name for path in (tmp_path / "out").glob("manifest-*.json"))
     assert len(manifests) == 2 and all("-part" in name for name in manifests)
     index = load_index(tmp_path / "out")

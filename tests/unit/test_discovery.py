@@ -15,7 +15,7 @@ import pytest
 from video3dcnn.discovery import (
     discover,
     find_videos,
-    in_partition,
+    in_part,
     is_validation,
     read_class_list,
     read_manifest_csv,
@@ -324,7 +324,7 @@ def test_stable_fraction_of_ordinary_strings_is_pinned(key: str, salt: str, expe
     assert stable_fraction(key, salt) == expected
 
 
-def test_file_names_that_are_not_utf8_are_split_and_partitioned(tmp_path: Path) -> None:
+def test_file_names_that_are_not_utf8_are_split_and_given_a_part(tmp_path: Path) -> None:
     folder = os.fsencode(tmp_path / "Walk")
     os.mkdir(folder)
     try:
@@ -337,12 +337,12 @@ def test_file_names_that_are_not_utf8_are_split_and_partitioned(tmp_path: Path) 
     digest = hashlib.sha256(b"split:Walk/caf\xed\xb3\xa9.mp4").digest()  # the surrogate as its three UTF-8 bytes
     assert stable_fraction(video.group, "split:") == int.from_bytes(digest[:8], "big") / 2**64
     assert is_validation(video.group, 1.0) and not is_validation(video.group, 0.0)
-    assert in_partition(video.relpath, 1, 0)
+    assert in_part(video.relpath, 1, 0)
 
 
-def test_partition_gives_each_video_to_exactly_one_instance() -> None:
+def test_the_parts_give_each_video_to_exactly_one_instance() -> None:
     paths = [f"Class{i % 7}/video{i}.mp4" for i in range(600)]
-    parts = [[path for path in paths if in_partition(path, 3, index)] for index in range(3)]
+    parts = [[path for path in paths if in_part(path, 3, index)] for index in range(3)]
     assert sorted(path for part in parts for path in part) == sorted(paths)
     assert all(150 < len(part) < 250 for part in parts)
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -339,3 +342,24 @@ def test_request_builders_are_pure_and_json_serialisable() -> None:
     assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 86400}
     with pytest.raises(launch.ConfigError, match="at least the training channel"):
         launch.training_request(job, {}, "s3://b/o")
+
+
+WITHOUT_OPENCV = """
+import sys
+sys.modules["cv2"] = None  # `import cv2` raises ImportError, as with only the aws extra installed
+from video3dcnn.cli import main
+from video3dcnn.cli.launch import check_process_arguments
+check_process_arguments(["--frames", "16", "--size", "112x112", "--num-parts", "2", "--part-index", "1"])
+code = main({argv!r})
+print(code, sorted(name for name in ("cv2", "keras", "tensorflow", "video3dcnn.processing") if sys.modules.get(name)))
+"""
+
+
+def test_process_options_are_checked_without_opencv() -> None:
+    """With only the aws extra (no OpenCV, no Keras) launch still refuses a bad process option before any AWS call."""
+    argv = _argv("processing", "--", "--frames", "16", "--num-parts", "2")
+    code = textwrap.dedent(WITHOUT_OPENCV.format(argv=argv))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[-2] == "2 []"  # exit code 2; none of the heavy modules was imported
+    assert "--num-parts and --part-index go together" in result.stderr and "Traceback" not in result.stderr

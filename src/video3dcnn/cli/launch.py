@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from video3dcnn.config import add_dataclass_arguments, build, coerce_mapping, given_arguments
 from video3dcnn.contract import TRAINING_CHANNEL, VALIDATION_CHANNEL
 from video3dcnn.errors import ConfigError
+from video3dcnn.process_options import add_arguments, from_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -148,25 +148,21 @@ def _process_arguments(args: argparse.Namespace) -> list[str]:
 
 
 def check_process_arguments(arguments: Sequence[str]) -> None:
-    """Refuse options ``video3dcnn process`` would refuse, before a job starts; skipped without the processing extra.
+    """Refuse options ``video3dcnn process`` would refuse, before a job starts (``process_options`` needs no OpenCV, so
+    this check runs with only the ``aws`` extra installed).
 
     Raises:
-        ConfigError: an unknown option, a missing value or a value that does not parse.
+        ConfigError: an unknown option, a missing value, a value that does not parse or contradictory options.
     """
-    try:
-        from video3dcnn.processing import ProcessOptions
-    except ImportError:  # launch needs only boto3; the container checks the options anyway
-        logger.debug("processing extra not installed: process options are checked in the job")
-        return
     parser = argparse.ArgumentParser(prog="video3dcnn process", add_help=False, exit_on_error=False)
-    add_dataclass_arguments(parser, ProcessOptions)
+    add_arguments(parser)
     try:
         namespace, unknown = parser.parse_known_args(list(arguments))
     except argparse.ArgumentError as exc:
         raise ConfigError(f"process option {exc}") from None
     if unknown:
         raise ConfigError(f"unknown process option(s) {' '.join(unknown)}; see 'video3dcnn process --help'")
-    build(ProcessOptions, coerce_mapping(ProcessOptions, given_arguments(namespace, ProcessOptions)))
+    from_arguments(namespace)
 
 
 def _upload_class_list(args: argparse.Namespace, job_name: str) -> str | None:

@@ -15,11 +15,11 @@ import logging
 import signal
 from pathlib import Path
 
-from video3dcnn.config import add_dataclass_arguments, as_dict, build, coerce_mapping, given_arguments
+from video3dcnn.config import as_dict
 from video3dcnn.contract import ProcessingEnv, processing_env
 from video3dcnn.discovery import LAYOUTS_HELP
 from video3dcnn.errors import ConfigError, DataError, ToolkitError
-from video3dcnn.process_options import ProcessOptions
+from video3dcnn.process_options import ProcessOptions, add_arguments, from_arguments
 from video3dcnn.signals import handling_signal
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ SHARDED_BY_KEY = "ShardedByS3Key"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``process`` with ``--input``, ``--output`` and one flag per ``ProcessOptions`` field."""
+    """Add ``process`` with ``--input``, ``--output`` and the flags of every ``ProcessOptions`` field."""
     parser = subparsers.add_parser(
         "process",
         help="decode labelled videos into uint8 clip shards for training",
@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="output directory (default in a job: /opt/ml/processing/processed_data)",
     )
-    add_dataclass_arguments(parser, ProcessOptions)
+    add_arguments(parser)
     parser.set_defaults(run=run, failure_paths=failure_paths)
 
 
@@ -74,8 +74,8 @@ def resolve_instances(options: ProcessOptions, env: ProcessingEnv) -> ProcessOpt
     """Fit the options to the job's instances.
 
     A ShardedByS3Key input gives every instance different videos, so without ``--classes`` their class lists could
-    disagree: refused. A replicated input read by several instances is split between them by path hash unless
-    ``--num-shards``/``--shard-index`` say otherwise.
+    disagree: refused. A replicated input read by several instances is split into parts, one per instance, by path
+    hash unless ``--num-parts``/``--part-index`` say otherwise.
     """
     hosts = env.hosts
     if hosts.count <= 1:
@@ -87,10 +87,10 @@ def resolve_instances(options: ProcessOptions, env: ProcessingEnv) -> ProcessOpt
                 "pass --classes FILE (one class per line), e.g. from a second, FullyReplicated ProcessingInput"
             )
         return options
-    if options.num_shards is None:
+    if options.num_parts is None:
         index = sorted(hosts.all).index(hosts.current)
         logger.info("replicated input on %d instances: %s takes part %d", hosts.count, hosts.current, index)
-        return dataclasses.replace(options, num_shards=hosts.count, shard_index=index)
+        return dataclasses.replace(options, num_parts=hosts.count, part_index=index)
     return options
 
 
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     env = processing_env()
     if env.message_path is not None:  # the reason of an earlier failure is no reason of this run's
         env.message_path.unlink(missing_ok=True)
-    options = build(ProcessOptions, coerce_mapping(ProcessOptions, given_arguments(args, ProcessOptions)))
+    options = from_arguments(args)
     input_dir, output_dir = _directories(args, env)
     options = resolve_instances(options, env)
     host = writer_name(env.hosts.current, env.hosts.count, options)
@@ -118,8 +118,8 @@ def run(args: argparse.Namespace) -> int:
 
 def writer_name(host: str, hosts: int, options: ProcessOptions) -> str:
     """The name this run's shards and manifest carry: the host, plus ``-part<I>`` when one host runs a part of a
-    ``--num-shards`` split, so that the parts (run one after another natively, in Compose, or as single-instance jobs
+    ``--num-parts`` split, so that the parts (run one after another natively, in Compose, or as single-instance jobs
     writing one S3 prefix) do not replace each other's output. The instances of one job already have unique names."""
-    if options.num_shards and options.num_shards > 1 and hosts <= 1:
-        return f"{host}-part{options.shard_index}"
+    if options.num_parts and options.num_parts > 1 and hosts <= 1:
+        return f"{host}-part{options.part_index}"
     return host
