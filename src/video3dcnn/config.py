@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from video3dcnn.errors import ConfigError
+from video3dcnn.errors import ConfigError, UnknownOptionError
 
 TRUE_STRINGS = frozenset({"true", "1", "yes", "on"})
 FALSE_STRINGS = frozenset({"false", "0", "no", "off"})
@@ -118,7 +118,8 @@ def coerce_mapping(
         A dict of field name -> typed value, for the names present in ``raw``.
 
     Raises:
-        ConfigError: an unknown name (the message lists the valid ones) or a value that does not parse.
+        UnknownOptionError: an unknown name (the message lists the valid ones).
+        ConfigError: a value that does not parse.
     """
     aliases = dict(aliases or {})
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -131,8 +132,7 @@ def coerce_mapping(
         if name is None:  # an alias mapped to None is accepted and ignored
             continue
         if name not in fields or name.startswith("_"):
-            valid = ", ".join(sorted(field_names(cls)))
-            raise ConfigError(f"unknown option '{key}'; valid options are: {valid}")
+            raise UnknownOptionError(key, sorted(field_names(cls)))
         f = fields[name]
         result[name] = coerce_value(key, _field_type(cls, f), value, f.metadata.get("choices"))
     return result

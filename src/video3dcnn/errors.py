@@ -14,6 +14,14 @@ class ConfigError(ToolkitError):
     """An unknown option or hyperparameter, or a value that cannot be parsed."""
 
 
+class UnknownOptionError(ConfigError):
+    """A name that no option claims; ``name`` and ``valid`` (the accepted names) let a caller word its own message."""
+
+    def __init__(self, name: str, valid: list[str]) -> None:
+        self.name, self.valid = name, list(valid)
+        super().__init__(f"unknown option '{name}'; valid options are: {', '.join(self.valid)}")
+
+
 class ContractError(ToolkitError):
     """The SageMaker /opt/ml layout or an expected directory is missing or malformed."""
 

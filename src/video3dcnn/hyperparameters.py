@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from video3dcnn.config import add_dataclass_arguments, build, coerce_mapping, field_names
-from video3dcnn.errors import ConfigError
+from video3dcnn.errors import ConfigError, UnknownOptionError
 
 logger = logging.getLogger(__name__)
 
@@ -115,11 +115,8 @@ def parse_layer(raw: Mapping[str, Any]) -> dict[str, Any]:
     """
     try:
         return coerce_mapping(TrainConfig, raw, aliases=ALIASES, ignore_prefixes=IGNORED_PREFIXES)
-    except ConfigError as exc:
-        if str(exc).startswith("unknown option"):
-            name = str(exc).split("'")[1]
-            raise ConfigError(f"unknown hyperparameter '{name}'; valid names are: {', '.join(valid_names())}") from None
-        raise
+    except UnknownOptionError as exc:  # reworded: the valid names include the aliases
+        raise unknown_hyperparameters_error([exc.name]) from None
 
 
 def resolve_config(file_layer: Mapping[str, Any], flag_layer: Mapping[str, Any]) -> TrainConfig:
@@ -135,7 +132,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def unknown_arguments_error(extras: Sequence[str]) -> ConfigError:
     """The error for command-line words that no option claimed (e.g. ``--batchsize 8``)."""
     names = [word for word in extras if word.startswith("-")] or list(extras)
-    shown = ", ".join(f"'{name.lstrip('-')}'" for name in names)
+    return unknown_hyperparameters_error([name.lstrip("-") for name in names])
+
+
+def unknown_hyperparameters_error(names: Sequence[str]) -> ConfigError:
+    """The error naming hyperparameters that do not exist, with every valid name (aliases included)."""
+    shown = ", ".join(f"'{name}'" for name in names)
     return ConfigError(f"unknown hyperparameter {shown}; valid names are: {', '.join(valid_names())}")
 
 

@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from video3dcnn.config import given_arguments
-from video3dcnn.errors import ConfigError
+from video3dcnn.errors import ConfigError, UnknownOptionError
 from video3dcnn.hyperparameters import (
     TrainConfig,
     add_arguments,
@@ -73,6 +73,16 @@ def test_unknown_name_lists_valid_ones_including_aliases():
     assert "'batchsize'" in message
     for name in ("batch_size", "epochs", "epoch", "nclass", "learning_rate"):
         assert name in message
+
+
+def test_the_unknown_name_comes_from_the_error_not_from_its_wording(monkeypatch):
+    class Reworded(UnknownOptionError):
+        def __str__(self) -> str:
+            return "a wording config.py might choose one day"
+
+    monkeypatch.setattr("video3dcnn.config.UnknownOptionError", Reworded)
+    with pytest.raises(ConfigError, match=r"^unknown hyperparameter 'batchsize'; valid names are: .*\bepoch\b"):
+        parse_layer({"batchsize": "8"})
 
 
 @pytest.mark.parametrize(
