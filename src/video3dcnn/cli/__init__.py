@@ -17,6 +17,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from video3dcnn import __version__
 from video3dcnn.contract import write_failure
@@ -30,9 +31,29 @@ EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, which can keep the words no flag claims instead of exiting with a usage message.
+
+    A parser built with ``keep_unknown=True`` (``train``) puts them in ``args.unknown_arguments``, so that its ``run``
+    refuses them with a ``ConfigError``, which ``main`` reports like any user mistake (and writes to
+    /opt/ml/output/failure); argparse would exit before that. Subcommand parsers are of this class too.
+    """
+
+    def __init__(self, *args: Any, keep_unknown: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.keep_unknown = keep_unknown
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if not self.keep_unknown:
+            return namespace, extras
+        namespace.unknown_arguments = extras
+        return namespace, []
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The full parser, with every available subcommand registered."""
-    parser = argparse.ArgumentParser(
+    """The full parser, with every subcommand registered."""
+    parser = ArgumentParser(
         prog="video3dcnn",
         description="Labelled videos in, a trained 3D-CNN video classifier out.",
     )
@@ -41,13 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"video3dcnn.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"video3dcnn.cli.{name}":
-                raise
-            continue
-        module.register(subparsers)
+        importlib.import_module(f"video3dcnn.cli.{name}").register(subparsers)
     return parser
 
 

@@ -30,18 +30,6 @@ NATIVE_MODEL_DIR = Path("model")
 NATIVE_OUTPUT_DIR = Path("output")
 
 
-class _HyperparameterParser(argparse.ArgumentParser):
-    """Keeps the words no flag claims, so that ``run`` refuses an unknown hyperparameter with a ConfigError.
-
-    Argparse would exit with a usage message before ``cli.main`` can write /opt/ml/output/failure.
-    """
-
-    def parse_known_args(self, args=None, namespace=None):
-        namespace, extras = super().parse_known_args(args, namespace)
-        namespace.unknown_arguments = extras
-        return namespace, []
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
@@ -52,8 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "/opt/ml/checkpoints); hyperparameters come from hyperparameters.json and these flags, flags winning."
         ),
         allow_abbrev=False,
+        keep_unknown=True,  # run refuses an unknown hyperparameter with a ConfigError (cli.ArgumentParser)
     )
-    parser.__class__ = _HyperparameterParser
     add_arguments(parser)
     parser.set_defaults(run=run, failure_paths=failure_paths)
 
