@@ -128,11 +128,6 @@ class _WindowCache:
             self._request(prefetch)
         return future.result()
 
-    def held_clips(self) -> int:
-        """Clips currently held decoded (for tests of the memory bound)."""
-        with self._lock:
-            return sum(len(window.labels) for window in self._ready.values())
-
     def _request(self, key: tuple[int, ...]) -> Future:
         with self._lock:
             if key in self._ready:
