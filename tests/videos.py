@@ -122,17 +122,9 @@ def write_frames(
     frames = list(frames)
     height, width = frames[0].shape[:2]
     if codec in OPENCV_CODECS:
-        import cv2
+        from video3dcnn.synthetic import write_video
 
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*OPENCV_CODECS[codec][0]), fps, (width, height))
-        if not writer.isOpened():
-            raise RuntimeError(f"OpenCV cannot write {codec} to {path}")
-        try:
-            for frame in frames:
-                writer.write(np.ascontiguousarray(frame[..., ::-1]))
-        finally:
-            writer.release()
-        return path
+        return write_video(path, frames, fps, fourcc=OPENCV_CODECS[codec][0])
     args = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}"]
     args += ["-r", str(fps), "-i", "-", *FFMPEG_CODECS[codec]]
     if gop is not None:

@@ -8,11 +8,13 @@ cannot). Videos are written as real encoded files (MPEG-4 Part 2 in .mp4 through
 cut from one source video.
 
 Used for the bundled sample (``local/videos``), the accuracy test and the benchmarks; ``video3dcnn sample`` exposes it.
+``write_video`` is also the OpenCV writer of the test videos (``tests/videos.py``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -61,17 +63,19 @@ def motion_frames(
     return frames
 
 
-def write_video(path: Path, frames: np.ndarray, fps: float = 25.0) -> Path:
-    """Encode RGB frames as MPEG-4 Part 2 (``mp4v``) with OpenCV; atomic (temp name, then rename)."""
+def write_video(path: Path, frames: np.ndarray | Sequence[np.ndarray], fps: float = 25.0, fourcc: str = "mp4v") -> Path:
+    """Encode RGB frames (each HxWx3 uint8) with OpenCV's ``fourcc`` encoder (default: MPEG-4 Part 2); atomic (temp
+    name, then rename). The container follows the extension of ``path``."""
     import cv2
 
     from video3dcnn.files import atomic_path
 
-    height, width = frames.shape[1:3]
+    path = Path(path)
+    height, width = frames[0].shape[:2]
     with atomic_path(path, suffix=f".tmp{path.suffix}") as tmp:  # OpenCV picks the container by extension
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
         if not writer.isOpened():
-            raise RuntimeError(f"OpenCV cannot write mp4v video to {tmp}")
+            raise RuntimeError(f"OpenCV cannot write {fourcc} video to {tmp}")
         try:
             for frame in frames:
                 writer.write(np.ascontiguousarray(frame[..., ::-1]))
