@@ -1,17 +1,13 @@
-"""preview.png (one row per class, colours as the model sees them) and progress reporting."""
+"""preview.png: one row per class, frames in clip order, colours as the model sees them."""
 
 from __future__ import annotations
 
-import io
-import logging
 from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 
 from video3dcnn.preview import DISPLAY_HEIGHT, LABEL_WIDTH, render_preview, thumbnail, write_preview
-from video3dcnn.progress import Progress
 
 
 def solid_clip(rgb: tuple[int, int, int], frames: int = 3, size: int = 8) -> np.ndarray:
@@ -54,26 +50,3 @@ def test_large_clips_are_shown_reduced_small_ones_untouched() -> None:
 def test_nothing_to_show_writes_nothing(tmp_path: Path) -> None:
     assert write_preview(tmp_path / "preview.png", ["a"], {"a": []}) is None
     assert not (tmp_path / "preview.png").exists()
-
-
-def test_progress_logs_lines_when_not_on_a_terminal(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="video3dcnn.progress")
-    with Progress(4, "videos", interval=0.0, stream=io.StringIO()) as progress:
-        for _ in range(4):
-            progress.update()
-    lines = [record.getMessage() for record in caplog.records]
-    assert lines[0].startswith("1/4 videos (25%)") and "left" in lines[0]
-    assert lines[-1].startswith("4/4 videos (100%) in ")
-
-
-class FakeTerminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_progress_draws_a_bar_on_a_terminal(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="video3dcnn.progress")
-    stream = FakeTerminal()
-    with Progress(2, "videos", interval=0.0, stream=stream) as progress:
-        progress.update(2)
-    assert "2/2" in stream.getvalue() and not caplog.records
