@@ -1,4 +1,5 @@
-"""Distribution glue: the only training module that imports TensorFlow.
+"""Distribution glue: the only module that imports TensorFlow itself (``tf.distribute``); the rest of training is
+backend-agnostic Keras 3, and ``export`` reaches TensorFlow only through Keras' exporter.
 
 - Several hosts (``SM_HOSTS``): ``TF_CONFIG`` is built from the host list the way AWS's TensorFlow containers do
   (every host as ``<host>:8890``, this host's position as the worker index; the first host in sorted order is

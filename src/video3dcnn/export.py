@@ -1,7 +1,8 @@
 """TensorFlow SavedModel export, for TensorFlow Serving and SageMaker's TensorFlow serving containers.
 
-The second (and last) training module that imports TensorFlow, besides ``distribute``. ``model.keras`` stays the
-primary artefact; the SavedModel is an extra for serving stacks that cannot load Keras files.
+Imports only Keras: ``keras.Model.export`` writes the SavedModel, which needs the TensorFlow backend (checked here);
+``distribute`` is the one module that imports TensorFlow itself. ``model.keras`` stays the primary artefact; the
+SavedModel is an extra for serving stacks that cannot load Keras files.
 """
 
 from __future__ import annotations
