@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -13,13 +16,14 @@ from videos import decode_clip, write_index_video
 from video3dcnn.cli import main as cli_main
 from video3dcnn.discovery import is_validation
 from video3dcnn.errors import DataError, OutputError
+from video3dcnn.files import atomic_path
 from video3dcnn.process_options import ProcessOptions
 from video3dcnn.processing import ShardWriter, process
-from video3dcnn.files import atomic_path
-from video3dcnn.shards import deflate_clip, load_index, read_classes, read_shard
+from video3dcnn.shards import SCHEMA_VERSION, SHARD_KEYS, deflate_clip, load_index, read_classes, read_shard
 from video3dcnn.video import DecodedVideo
 
 CLASSES = ("Jump", "Run", "Sit")
+DATA_FORMAT = Path(__file__).resolve().parents[2] / "docs" / "data-format.md"
 
 
 def make_dataset(root: Path, groups: int = 3, clips: int = 2, frames: int = 20) -> list[str]:
@@ -383,3 +387,38 @@ def test_the_fork_server_starts_with_ctrl_c_ignored(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
     ignored = int(result.stdout.strip(), 16)
     assert ignored & (1 << (2 - 1))  # SIGINT is signal 2: bit 1 of the mask
+
+
+def _table(markdown: str, heading: str) -> list[list[str]]:
+    """The cells of the rows of the table under ``### heading``."""
+    section = markdown.split(f"### {heading}\n", 1)[1].lstrip("\n").split("\n\n", 1)[0]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in section.splitlines()[2:]]
+
+
+def _names(cell: str) -> list[str]:
+    return re.findall(r"`([^`]+)`", cell)
+
+
+def test_docs_data_format_describes_what_process_writes(dataset: Path, tmp_path: Path) -> None:
+    """docs/data-format.md is a public interface: its tables list exactly the shard members and manifest keys a run
+    writes, with their dtypes, and its reader example runs on a real output."""
+    text = DATA_FORMAT.read_text(encoding="utf-8")
+    assert text.splitlines()[0] == f"# The processed-data format (schema version {SCHEMA_VERSION})"
+    result = process(dataset, tmp_path / "processed", options(sampling="sliding"), host="algo-1")
+    members = _table(text, "Shard members")
+    assert [name for row in members for name in _names(row[0])] == list(SHARD_KEYS)
+    shard = read_shard(tmp_path / "processed" / result.manifest["shards"][0]["file"])
+    for name, dtype, shape in ((_names(row[0])[0], row[1], row[2]) for row in members):
+        array = getattr(shard, name)
+        assert array.dtype.kind == "U" if dtype.startswith("unicode") else array.dtype == np.dtype(dtype.strip("`"))
+        assert array.ndim == shape.count(",") + 1
+    documented = [name for heading in ("Manifest keys", "Informational keys") for row in _table(text, heading)
+                  for name in _names(row[0])]
+    assert sorted(documented) == sorted(result.manifest)
+    options_row = next(row for row in _table(text, "Informational keys") if row[0] == "`options`")
+    option_names = {name for name in _names(options_row[2]) if " " not in name}  # not `video3dcnn process`
+    assert {"frames", "size", "num_parts", "part_index"} <= option_names <= set(result.manifest["options"])
+    example = text.split("```python\n", 1)[1].split("```", 1)[0]
+    run = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True, check=True)
+    lines = run.stdout.splitlines()
+    assert len(lines) == len(result.manifest["shards"]) and lines[0].startswith("algo-1-00000.npz (")
