@@ -1,9 +1,7 @@
-"""Model shapes at toy size, one training step, the model.keras round trip and backend independence."""
+"""Model shapes at toy size, one training step and the model.keras round trip (that only distribute imports
+TensorFlow, for backend independence, is an import-linter contract: test_import_contracts)."""
 
 from __future__ import annotations
-
-import ast
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -16,7 +14,6 @@ from video3dcnn.hyperparameters import ARCHITECTURES
 from video3dcnn.model import build_model
 
 TOY_SHAPE = (8, 16, 16, 3)
-SRC = Path(__file__).resolve().parents[2] / "src" / "video3dcnn"
 
 
 def _clips(count: int, shape=TOY_SHAPE, seed: int = 0) -> np.ndarray:
@@ -91,20 +88,3 @@ def test_keras_file_round_trip_gives_equal_outputs(arch, tmp_path):
     clips = _clips(4, seed=3)
     np.testing.assert_allclose(loaded.predict_on_batch(clips), model.predict_on_batch(clips), rtol=1e-5, atol=1e-6)
     assert loaded.name == model.name
-
-
-def _imported_modules(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module.split(".")[0])
-    return names
-
-
-@pytest.mark.parametrize("module", ["model.py", "data.py", "callbacks.py", "checkpoints.py", "training.py", "predict.py"])
-def test_backend_agnostic_modules_never_import_tensorflow(module):
-    """Only distribute.py may import TensorFlow, so KERAS_BACKEND=jax works on a machine without it."""
-    assert "tensorflow" not in _imported_modules(SRC / module)
