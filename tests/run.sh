@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the tests need (Debian/Ubuntu, run as root in CI): mmdebstrap builds the offline base image,
-# docker-registry serves the local registry of the push test, docker-compose (v1.29) runs the compose and SDK tests.
+# docker-registry serves the local registry of the push test, docker-compose (v1.29) runs the compose and SDK tests
+# (docker/install-compose-v2.sh adds Compose v2 below).
 SYSTEM_PACKAGES=(mmdebstrap docker-registry docker-compose)
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
@@ -22,6 +23,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install --quiet --disable-pip-version-check -r docker/requirements-dev.txt
 .venv/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
+
+# Compose v2 (the `docker compose` CLI plugin) beside Debian's v1.29: the compose tests run with both versions.
+export VIDEO3DCNN_COMPOSE_V2_CONFIG
+VIDEO3DCNN_COMPOSE_V2_CONFIG=$(docker/install-compose-v2.sh .cache/docker-config)
 
 # Both images, through the air-gapped path that users without Docker Hub access follow (docs/images.md): a Debian base
 # image made from packages, a wheelhouse, and builds with PIP_NO_INDEX=1 and no network. Images already built can be

@@ -152,15 +152,40 @@ def training_tree(root: Path, data: Path, hyperparameters: dict[str, str]) -> di
     }
 
 
-def compose_command() -> list[str]:
-    """``docker compose`` (v2) when the CLI has it, else ``docker-compose`` (v1.29)."""
-    docker = shutil.which("docker")
-    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
-        return [docker, "compose"]
-    legacy = shutil.which("docker-compose")
-    if legacy is None:
-        raise AssertionError("neither 'docker compose' nor 'docker-compose' is installed")
-    return [legacy]
+COMPOSE_VERSIONS = ("v1", "v2")
+COMPOSE_V2_CONFIG_ENV = "VIDEO3DCNN_COMPOSE_V2_CONFIG"  # a DOCKER_CONFIG holding cli-plugins/docker-compose
+
+
+@dataclass(frozen=True)
+class Compose:
+    """One Compose version as a user calls it: the words that replace ``docker compose`` and extra environment."""
+
+    version: str
+    argv: tuple[str, ...]
+    env: dict[str, str]
+
+    def shell(self, command: str) -> str:
+        """``command`` as written for Compose v2 (``docker compose ...``), spelt for this version."""
+        return command.replace("docker compose", " ".join(self.argv))
+
+
+def compose_cli(version: str) -> Compose:
+    """Compose v1 (Debian's ``docker-compose`` 1.29) or v2 (the ``docker compose`` CLI plugin).
+
+    v2 comes from the DOCKER_CONFIG folder named by ``$VIDEO3DCNN_COMPOSE_V2_CONFIG`` (tests/run.sh installs it there
+    with docker/install-compose-v2.sh), else from the docker CLI's own plugins. Missing either is a test failure,
+    not a skip: the README promises both.
+    """
+    if version == "v1":
+        legacy = shutil.which("docker-compose")
+        if legacy is None or b"version 1." not in subprocess.run([legacy, "version"], capture_output=True).stdout:
+            raise AssertionError("Compose v1 is not installed: apt-get install docker-compose (Debian's 1.29)")
+        return Compose("v1", (legacy,), {})
+    docker = shutil.which("docker") or "docker"
+    env = {"DOCKER_CONFIG": os.environ[COMPOSE_V2_CONFIG_ENV]} if os.environ.get(COMPOSE_V2_CONFIG_ENV) else {}
+    if subprocess.run([docker, "compose", "version"], env={**os.environ, **env}, capture_output=True).returncode:
+        raise AssertionError(f"Compose v2 is not installed: export {COMPOSE_V2_CONFIG_ENV}=$(docker/install-compose-v2.sh)")
+    return Compose("v2", (docker, "compose"), env)
 
 
 def give_back(client, image: str, path: Path) -> None:

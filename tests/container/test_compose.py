@@ -1,77 +1,133 @@
-"""docker-compose.yml end to end: `run --rm train` runs preprocess first and returns the training exit code.
+"""docker-compose.yml end to end, with Compose v1 (1.29) and v2, through the exact commands the README gives.
 
-Each test uses its own project name and WORK_DIR, and the image tags of the session (PROCESSING_IMAGE and
-TRAINING_IMAGE), so compose builds nothing. Works with `docker compose` (v2) and `docker-compose` (v1.29).
+- ``docker compose up preprocess train``: the README's first set-up command, on the bundled sample.
+- ``docker compose run --rm preprocess && docker compose run --rm --no-deps train``: the README's command for scripts.
+  It returns non-zero when either job fails, and a second run with other inputs trains on those inputs. (Compose
+  v1's ``run --rm train`` restarts the previous run's ``preprocess`` container with the previous mounts and does not
+  wait for it: a second run trained on stale or missing data.)
+
+Each test uses its own project name (``COMPOSE_PROJECT_NAME``, as a user's folder name would give) and WORK_DIR, and
+the image tags of the session (PROCESSING_IMAGE and TRAINING_IMAGE), so compose builds nothing.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
-from containers import HOST, REPO_ROOT, SYNTHETIC_CLASSES, compose_command, write_json
+from containers import COMPOSE_VERSIONS, HOST, REPO_ROOT, SYNTHETIC_CLASSES, Compose, compose_cli, write_json
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
 COMPOSE_TIMEOUT_S = 600
 MIN_SAMPLE_ACCURACY = 0.8
+README_UP = "docker compose up preprocess train"
+README_SCRIPTED = "docker compose run --rm preprocess && docker compose run --rm --no-deps train"
+QUICK_HYPERPARAMETERS = {"epochs": "1", "batch_size": "4", "workers": "0"}
 
 
-def compose_run(processing_image: str, training_image: str, work_dir: Path, **paths: Path) -> subprocess.CompletedProcess:
-    """``compose run --rm train`` with WORK_DIR (and VIDEOS_DIR / HYPERPARAMETERS when given), then ``down``."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("COMPOSE_")}
-    env.update(PROCESSING_IMAGE=processing_image, TRAINING_IMAGE=training_image, WORK_DIR=str(work_dir))
-    env.update({name.upper(): str(path) for name, path in paths.items()})
-    base = [*compose_command(), "--project-name", f"v3dtest{uuid.uuid4().hex[:8]}", "--file", "docker-compose.yml"]
-    try:
-        result = subprocess.run([*base, "run", "--rm", "train"], cwd=REPO_ROOT, env=env, capture_output=True,
-                                text=True, timeout=COMPOSE_TIMEOUT_S)  # fmt: skip
-    finally:
-        subprocess.run([*base, "down", "--remove-orphans"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
-    print(f"--- compose run --rm train exited {result.returncode} ---\n{result.stdout}\n{result.stderr}")
-    return result
+@pytest.fixture(params=COMPOSE_VERSIONS)
+def compose(request: pytest.FixtureRequest) -> Compose:
+    return compose_cli(request.param)
+
+
+class Project:
+    """One compose project (a user's checkout): commands run through a shell exactly as the README writes them."""
+
+    def __init__(self, compose: Compose, processing_image: str, training_image: str) -> None:
+        self.compose = compose
+        self.env = {key: value for key, value in os.environ.items() if not key.startswith("COMPOSE_")}
+        self.env.update(compose.env, PROCESSING_IMAGE=processing_image, TRAINING_IMAGE=training_image,
+                        COMPOSE_PROJECT_NAME=f"v3dtest{uuid.uuid4().hex[:8]}")  # fmt: skip
+
+    def run(self, command: str, **paths: Path) -> subprocess.CompletedProcess:
+        """Run the README ``command`` (spelt for this Compose version) with WORK_DIR, VIDEOS_DIR... set."""
+        env = {**self.env, **{name.upper(): str(path) for name, path in paths.items()}}
+        line = self.compose.shell(command)
+        result = subprocess.run(["bash", "-c", line], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                                timeout=COMPOSE_TIMEOUT_S)  # fmt: skip
+        print(f"--- {line} exited {result.returncode} ---\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def down(self) -> None:
+        subprocess.run([*self.compose.argv, "down", "--remove-orphans"], cwd=REPO_ROOT, env=self.env,
+                       capture_output=True, timeout=120)  # fmt: skip
+
+
+@pytest.fixture
+def project(compose: Compose, processing_image: str, training_image: str):
+    project = Project(compose, processing_image, training_image)
+    yield project
+    project.down()
 
 
 def _tail(result: subprocess.CompletedProcess) -> str:
     return f"exit code {result.returncode}:\n{(result.stdout + result.stderr)[-6000:]}"
 
 
-def test_bundled_sample_trains_to_a_model_with_the_default_settings(
-    processing_image: str, training_image: str, opt_ml: Path
-) -> None:
-    result = compose_run(processing_image, training_image, opt_ml)
+def _trained_classes(work_dir: Path) -> list[str]:
+    return (work_dir / "model/classes.txt").read_text(encoding="utf-8").split()
+
+
+def test_readme_commands_are_the_ones_tested() -> None:
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"\n{README_UP}\n" in readme
+    assert README_SCRIPTED in readme
+
+
+def test_readme_up_trains_the_bundled_sample_with_the_default_settings(project: Project, opt_ml: Path) -> None:
+    result = project.run(README_UP, work_dir=opt_ml)
     assert result.returncode == 0, _tail(result)
     assert (opt_ml / "processed" / f"manifest-{HOST}.json").is_file()
     assert (opt_ml / "model/model.keras").is_file()
-    assert (opt_ml / "model/classes.txt").read_text(encoding="utf-8").split() == SYNTHETIC_CLASSES
-    assert (opt_ml / "output/success").exists()
+    assert _trained_classes(opt_ml) == SYNTHETIC_CLASSES
+    assert (opt_ml / "output/success").exists(), _tail(result)
     metrics = json.loads((opt_ml / "output/data/metrics.json").read_text(encoding="utf-8"))
     assert metrics["validation"]["accuracy"] >= MIN_SAMPLE_ACCURACY, metrics["validation"]
 
 
-def test_training_failure_is_the_exit_code_and_names_the_hyperparameter(
-    processing_image: str, training_image: str, opt_ml: Path, sample_videos: Path
+def test_second_scripted_run_with_other_inputs_trains_on_those_inputs(
+    project: Project, opt_ml: Path, sample_videos: Path
+) -> None:
+    hyperparameters = write_json(opt_ml / "hyperparameters.json", QUICK_HYPERPARAMETERS)
+    other_videos = opt_ml / "other-videos"
+    kept = ["MoveLeft", "MoveRight"]
+    for name in kept:  # the second data set: two of the classes, under other names
+        shutil.copytree(sample_videos / name, other_videos / f"Other{name}")
+    first = project.run(README_SCRIPTED, work_dir=opt_ml / "run1", videos_dir=sample_videos,
+                        hyperparameters=hyperparameters)  # fmt: skip
+    assert first.returncode == 0, _tail(first)
+    second = project.run(README_SCRIPTED, work_dir=opt_ml / "run2", videos_dir=other_videos,
+                         hyperparameters=hyperparameters)  # fmt: skip
+    assert second.returncode == 0, _tail(second)
+    assert _trained_classes(opt_ml / "run1") == SYNTHETIC_CLASSES
+    assert _trained_classes(opt_ml / "run2") == [f"Other{name}" for name in kept]
+    manifest = json.loads((opt_ml / f"run2/processed/manifest-{HOST}.json").read_text(encoding="utf-8"))
+    assert manifest["counts"]["videos"]["decoded"] == len(list(other_videos.rglob("*.mp4")))
+
+
+def test_scripted_training_failure_is_the_exit_code_and_names_the_hyperparameter(
+    project: Project, opt_ml: Path, sample_videos: Path
 ) -> None:
     hyperparameters = write_json(opt_ml / "hyperparameters.json", {"epochs": "1", "batch_sise": "4"})
-    result = compose_run(processing_image, training_image, opt_ml / "work", videos_dir=sample_videos,
+    result = project.run(README_SCRIPTED, work_dir=opt_ml / "work", videos_dir=sample_videos,
                          hyperparameters=hyperparameters)  # fmt: skip
     assert result.returncode != 0, _tail(result)
     assert "batch_sise" in (opt_ml / "work/output/failure").read_text(encoding="utf-8")
     assert not (opt_ml / "work/model/model.keras").exists()
 
 
-def test_training_does_not_start_when_processing_fails(
-    processing_image: str, training_image: str, opt_ml: Path
-) -> None:
+def test_scripted_training_does_not_start_when_processing_fails(project: Project, opt_ml: Path) -> None:
     videos = opt_ml / "videos"
     for label in ("a", "b"):
         (videos / label).mkdir(parents=True)
         (videos / label / "broken.avi").write_bytes(b"RIFF" + bytes(1000))
-    result = compose_run(processing_image, training_image, opt_ml / "work", videos_dir=videos)
+    result = project.run(README_SCRIPTED, work_dir=opt_ml / "work", videos_dir=videos)
     assert result.returncode != 0, _tail(result)
     assert "broken.avi" in (opt_ml / "work/processing-output/message").read_text(encoding="utf-8")
     # train never ran: had it started on the missing data, it would have written output/failure
