@@ -15,7 +15,9 @@ Class names are normalised to Unicode NFC (macOS writes folder names decomposed,
 case-insensitively (UCF101 names the folder ``HandstandPushups`` but the files ``v_HandStandPushups_*``); a class is
 spelled as in ``--classes``, else as most of its videos spell it. Without ``--classes`` the class list is sorted
 (code-point order) and label ``i`` is its ``i``-th name. The ``--classes`` file and the manifest must be UTF-8 text
-(a leading byte order mark is ignored).
+(a leading byte order mark is ignored). A class name that ``classes.txt`` could not hold as one line and read back as
+itself (a line break or other control character, white space at either end, a leading ``#``, not UTF-8) is refused,
+naming the folder, file or label it came from.
 
 Groups: the manifest's group column, else the UCF101 group (``<Class>_g<GG>``: clips cut from one source video), else
 the video itself. The train/validation split is decided per group by a stable hash (SHA-256) of the group id, so
@@ -36,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from video3dcnn.errors import ConfigError, DataError
-from video3dcnn.shards import class_names
+from video3dcnn.shards import class_name_problem, class_names, shown_name
 
 logger = logging.getLogger(__name__)
 
@@ -459,6 +461,32 @@ def _group_of(candidate: _Candidate, label: str) -> str:
     return f"{label}_g{group}" if group else candidate.relpath
 
 
+def _check_class_names(classes: Sequence[str], candidates: Sequence[_Candidate], source: str, root: Path) -> None:
+    """Refuse a class name that ``classes.txt`` cannot hold (``shards.class_name_problem``), naming where it came
+    from: the class folder, the file name or the manifest label.
+
+    Raises:
+        DataError: one line, saying how to rename.
+    """
+    for name in classes:
+        problem = class_name_problem(name)
+        if problem is None:
+            continue
+        example = next((c for c in candidates if _fold(c.label) == _fold(name)), None)
+        where, fix = f"the class {shown_name(name)}", "change it"
+        if example is not None and source == "folder":
+            folder = example.relpath.split("/")[0]
+            where, fix = f"the class folder {shown_name(folder)} in {root}", "rename the folder"
+        elif example is not None and source == "ucf":
+            where, fix = f"the class {shown_name(name)} of {shown_name(example.relpath)}", "rename the file"
+        elif example is not None:
+            where, fix = f"the label {shown_name(name)} of {shown_name(example.relpath)}", "change it in the manifest"
+        raise DataError(
+            f"{where} {problem}, so classes.txt (one class name per line) cannot hold it: {fix} "
+            "(a space inside a name is fine)"
+        )
+
+
 def _no_labelled_videos(root: Path, skipped: Sequence[SkippedFile]) -> DataError:
     example = f" (e.g. {skipped[0].relpath}: {skipped[0].reason})" if skipped else ""
     return DataError(f"no labelled video under {root}: {len(skipped)} files skipped{example}; {LAYOUTS_HELP}")
@@ -503,6 +531,7 @@ def discover(
         candidates, skipped = _from_layout(source, files, relpaths)
     classes = _choose_class_reading(candidates, classes)
     class_names, canon = _canonical_classes(candidates, classes)
+    _check_class_names(class_names, candidates, source, root)
     videos = []
     for candidate in candidates:
         label = canon.get(_fold(candidate.label))

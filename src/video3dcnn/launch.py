@@ -24,7 +24,7 @@ from typing import Any
 from video3dcnn.contract import CHECKPOINT_DIR, OPT_ML, PROCESSING_INPUT, PROCESSING_OUTPUT
 from video3dcnn.errors import ConfigError, DataError, ToolkitError
 from video3dcnn.metric_line import METRIC_DEFINITIONS
-from video3dcnn.shards import CLASSES_FILE
+from video3dcnn.shards import CLASSES_FILE, classes_text
 
 logger = logging.getLogger(__name__)
 
@@ -328,11 +328,16 @@ def list_class_folders(s3, uri: str) -> list[str]:
 
 
 def upload_classes(s3, uri: str, classes: Sequence[str]) -> str:
-    """Upload ``classes.txt`` (one name per line) under the ``s3://`` prefix ``uri``; return the object's URI."""
+    """Upload ``classes.txt`` (one name per line) under the ``s3://`` prefix ``uri``; return the object's URI.
+
+    Raises:
+        DataError: a class name the list cannot hold (a line break, a leading ``#``...: ``shards.classes_text``).
+    """
     bucket, key = parse_s3_uri(uri)
     key = f"{key.rstrip('/')}/{CLASSES_FILE}".lstrip("/")
+    body = classes_text(classes).encode("utf-8")
     with aws_errors(f"uploading s3://{bucket}/{key}"):
-        s3.put_object(Bucket=bucket, Key=key, Body="".join(f"{name}\n" for name in classes).encode("utf-8"))
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
     return f"s3://{bucket}/{key}"
 
 

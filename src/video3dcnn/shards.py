@@ -24,6 +24,7 @@ import json
 import math
 import re
 import struct
+import unicodedata
 import zipfile
 import zlib
 from collections.abc import Callable, Sequence
@@ -269,10 +270,55 @@ def read_shard(path: Path, keys: Sequence[str] = SHARD_KEYS) -> Shard | dict[str
     return arrays
 
 
+def class_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a line of ``classes.txt`` and be read back as itself, or None when it can.
+
+    A class list holds one name per line, skips blank lines and ``#`` comments and strips the lines, so a name must
+    be UTF-8, hold no line break or other control character (``str.splitlines`` also breaks at form feeds, the
+    separators U+001C-U+001E, U+0085, U+2028 and U+2029), not start or end with white space, and not start with
+    ``#``. A space inside a name (``Apply Eye Makeup``) is fine.
+    """
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8"
+    if not name:
+        return "is empty"
+    if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in name):
+        return "holds a line break or another control character"
+    if name != name.strip():
+        return "starts or ends with white space"
+    if name.startswith("#"):
+        return "starts with '#', which marks a comment in classes.txt"
+    return None
+
+
+def shown_name(name: str) -> str:
+    """``name`` quoted on one line for a message: escapes visible, a name that is not UTF-8 as its bytes."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return repr(name.encode("utf-8", "surrogateescape"))
+    return repr(name)
+
+
+def classes_text(classes: Sequence[str]) -> str:
+    """The text of ``classes.txt``: line i is the name of label i.
+
+    Raises:
+        DataError: a name that would not read back as itself (``class_name_problem``).
+    """
+    for name in classes:
+        problem = class_name_problem(name)
+        if problem:
+            raise DataError(f"class name {shown_name(name)} {problem}: classes.txt holds one class name per line")
+    return "".join(f"{name}\n" for name in classes)
+
+
 def write_classes(directory: Path, classes: Sequence[str]) -> Path:
-    """Write ``classes.txt`` (overwritten, never appended): line i is the name of label i."""
+    """Write ``classes.txt`` (overwritten, never appended): line i is the name of label i (see ``classes_text``)."""
     path = directory / CLASSES_FILE
-    write_text_atomic(path, "".join(f"{name}\n" for name in classes))
+    write_text_atomic(path, classes_text(classes))
     return path
 
 
@@ -282,6 +328,8 @@ def read_classes(path: Path) -> list[str]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise DataError(f"cannot read class list {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise DataError(f"class list {path} is not UTF-8 text") from None
     return class_names(text, path)
 
 
@@ -290,10 +338,14 @@ def class_names(text: str, path: Path, normalise: Callable[[str], str] = str) ->
     blank lines and ``#`` comments ignored.
 
     Raises:
-        DataError: no name, or a name listed twice (after ``normalise``).
+        DataError: no name, a name listed twice (after ``normalise``), or a name with a control character.
     """
     lines = text.splitlines()
     names = [normalise(line.strip()) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    for name in names:
+        problem = class_name_problem(name)
+        if problem:
+            raise DataError(f"class list {path}: the name {shown_name(name)} {problem}")
     duplicates = sorted(name for name, count in collections.Counter(names).items() if count > 1)
     if duplicates:
         raise DataError(f"class list {path} repeats {', '.join(duplicates)}")

@@ -269,3 +269,31 @@ def test_the_parts_of_a_split_run_on_one_machine_do_not_replace_each_other(
     assert len(manifests) == 2 and all("-part" in name for name in manifests)
     index = load_index(tmp_path / "out")
     assert index.num_train + index.num_validation == 8  # every video once, from the two parts together
+
+
+def test_class_folders_that_classes_txt_cannot_hold_stop_the_run_naming_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """With folders '#hash', 'Zed' and 'two<newline>lines' the list read back was Zed/two/lines: every prediction
+    wrong. Now the run stops before it writes anything, with one line saying which folder to rename."""
+    input_dir = fake_job(tmp_path, monkeypatch)
+    for label in ("#hash", "Zed", "two\nlines"):
+        write_index_video(input_dir / label / "a.avi", 12, "mjpg", height=32, width=32)
+    assert cli.main(["process", *FAST]) == 2
+    assert message(tmp_path).startswith(f"the class folder '#hash' in {input_dir} starts with '#'")
+    assert "rename the folder" in message(tmp_path)
+    assert not (tmp_path / "processing" / "processed_data" / "classes.txt").exists()
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_class_folder_name_that_is_not_utf8_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    make_videos(tmp_path / "in", per_class=1)
+    try:
+        os.rename(tmp_path / "in" / "Left", os.path.join(os.fsencode(tmp_path / "in"), b"Lef\xe9"))
+    except OSError as exc:
+        pytest.skip(f"this file system refuses names that are not UTF-8: {exc}")
+    assert cli.main(["process", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "the class folder b'Lef\\xe9'" in err and "is not valid UTF-8" in err and "Traceback" not in err

@@ -364,3 +364,58 @@ def test_a_manifest_row_with_a_full_path_inside_the_input_counts_as_its_relative
     manifest.write_text(f"{tmp_path / 'a' / 'x.mp4'},Walk\na/x.mp4,Walk\n")
     with pytest.raises(DataError, match="twice"):
         discover(tmp_path, label_from="manifest", manifest=manifest)
+
+
+@pytest.mark.parametrize(
+    ("folder", "problem"),
+    [
+        ("bad\nname", "line break"),
+        ("cr\rname", "line break"),
+        ("tab\x0bname", "control character"),
+        ("sep\u2028name", "line break"),
+        ("#comment", "starts with '#'"),
+        (" lead", "white space"),
+        ("trail ", "white space"),
+        (b"caf\xe9", "not valid UTF-8"),
+    ],
+    ids=["newline", "cr", "vertical-tab", "line-separator", "hash", "leading-space", "trailing-space", "latin-1"],
+)
+def test_a_class_folder_that_classes_txt_cannot_hold_is_refused_naming_it(
+    tmp_path: Path, folder: str | bytes, problem: str
+) -> None:
+    """classes.txt holds one stripped name per line and skips '#' lines: such a name would not read back as itself, and
+    predict would name the videos wrongly. Refused before anything is written, with the folder and the fix."""
+    touch(tmp_path, "Zed/a.mp4")
+    path = os.path.join(os.fsencode(tmp_path), folder if isinstance(folder, bytes) else os.fsencode(folder))
+    try:
+        os.mkdir(path)
+        open(os.path.join(path, b"b.mp4"), "wb").close()
+    except OSError as exc:
+        pytest.skip(f"this file system refuses the name: {exc}")
+    with pytest.raises(DataError, match=f"the class folder .* {problem}.*rename the folder") as caught:
+        discover(tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message and "\r" not in message
+    assert (repr(folder) if isinstance(folder, bytes) else repr(folder)) in message
+
+
+def test_names_with_inner_spaces_and_signs_stay_classes(tmp_path: Path) -> None:
+    names = ["Apply Eye Makeup", "C# code", "a,b", "Caf\u00e9", "Zed"]
+    for name in names:
+        touch(tmp_path, f"{name}/x.mp4")
+    assert discover(tmp_path).classes == tuple(sorted(names))
+
+
+def test_ucf_names_and_manifest_labels_that_classes_txt_cannot_hold_are_refused(tmp_path: Path) -> None:
+    touch(tmp_path, "v_#tag_g01_c01.avi", "v_Ok_g01_c01.avi")
+    with pytest.raises(DataError, match=r"the class '#tag' of 'v_#tag_g01_c01.avi' starts with '#'.*rename the file"):
+        discover(tmp_path)
+    (tmp_path / "m.csv").write_text("v_Ok_g01_c01.avi,#x\nv_#tag_g01_c01.avi,Ok\n")
+    with pytest.raises(DataError, match=r"the label '#x' of 'v_Ok_g01_c01.avi' starts with '#'.*in the manifest"):
+        discover(tmp_path, manifest=tmp_path / "m.csv")
+
+
+def test_a_class_list_line_with_a_control_character_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "classes.txt").write_text("Run\nWa\x01lk\n")
+    with pytest.raises(DataError, match=r"classes.txt: the name 'Wa\\x01lk' holds .* control character"):
+        read_class_list(tmp_path / "classes.txt")

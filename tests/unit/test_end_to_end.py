@@ -55,3 +55,33 @@ def test_videos_to_predictions(tmp_path, monkeypatch):
     trained = json.loads((out / "metrics.json").read_text())
     assert report["count"] == trained["validation"]["count"]
     assert report["accuracy"] == pytest.approx(trained["validation"]["accuracy"])
+
+
+# Class folder names that classes.txt must carry through process -> train -> predict unchanged: spaces inside (UCF101's
+# "Apply Eye Makeup" spelling), a '#' and a comma inside, a composed accent.
+ROUND_TRIP_NAMES = {"MoveDown": "Apply Eye Makeup", "MoveLeft": "Caf\u00e9 au lait", "MoveRight": "C# 10, or not",
+                    "MoveUp": "Zed"}
+
+
+def test_class_names_round_trip_from_folders_to_predictions(tmp_path, monkeypatch):
+    """predict names the classes from the model's classes.txt exactly as the folders are named."""
+    from video3dcnn.synthetic import write_motion_dataset
+
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path / "no-job"))
+    videos, shards, model, out = (tmp_path / name for name in ("videos", "shards", "model", "output"))
+    write_motion_dataset(videos, groups=2, clips_per_group=1, num_frames=12, height=32, width=32)
+    for generated, name in ROUND_TRIP_NAMES.items():
+        (videos / generated).rename(videos / name)
+    assert main(["process", "--input", str(videos), "--output", str(shards), "--workers", "1", "--frames", "8",
+                 "--size", "16x16", "--val-fraction", "0.5", "--preview", "false"]) == 0
+    assert main(["train", "--data-dir", str(shards), "--model-dir", str(model), "--output-data-dir", str(out),
+                 "--epochs", "1", "--batch-size", "4", "--workers", "1"]) == 0
+    names = sorted(ROUND_TRIP_NAMES.values())
+    assert (model / "classes.txt").read_text(encoding="utf-8").splitlines() == names
+    predictions = tmp_path / "predictions.csv"
+    assert main(["predict", "--model-dir", str(model), str(videos), "--output", str(predictions), "--top-k", "4"]) == 0
+    rows = list(csv.DictReader(predictions.open(encoding="utf-8", newline="")))
+    assert len(rows) == 8 and all(row["error"] == "" for row in rows)
+    for row in rows:  # every class, ranked, under the name of its folder
+        ranked = [row["predicted"], row["top2"], row["top3"], row["top4"]]
+        assert sorted(ranked) == names
