@@ -3,7 +3,12 @@
 Each row starts with the class name, then shows the frames of a few clips left to right, in clip order, at their
 processed size enlarged by pixel repetition (no smoothing), so a colour mix-up (RGB/BGR), a scrambled frame order or a
 wrong size is visible at a glance. Clips taller than ``DISPLAY_HEIGHT`` are shown reduced (``thumbnail``) so that a
-101-class preview stays a few megabytes. Written with cv2 only, atomically.
+101-class preview stays a few megabytes.
+
+The image is bounded whatever the data set: it shows at most the first ``MAX_CLASSES`` classes, and fewer when their
+rows would exceed ``MAX_PIXELS`` (long or wide clips; at least one class is always shown). ``shown_classes`` says how
+many before any clip is collected, so processing keeps clips for those classes only. Written with cv2 only,
+atomically.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ LABEL_WIDTH = 160
 GAP = 4
 BACKGROUND = 255
 DISPLAY_HEIGHT = 64
+MAX_CLASSES = 128  # UCF101's 101 classes fit; Kinetics-400 shows its first 128
+MAX_PIXELS = 64 * 2**20  # 192 MiB of RGB at most, however long or wide the clips
 
 
 def thumbnail(clip: np.ndarray) -> np.ndarray:
@@ -37,6 +44,23 @@ def thumbnail(clip: np.ndarray) -> np.ndarray:
 def _scale_for(height: int) -> int:
     """Enlarge small clips to about ``DISPLAY_HEIGHT`` pixels high by an integer factor."""
     return max(1, DISPLAY_HEIGHT // max(height, 1))
+
+
+def _shown_frame_size(height: int, width: int) -> tuple[int, int]:
+    """The size one frame of ``height`` x ``width`` takes in the preview (after ``thumbnail`` and enlarging)."""
+    if height > DISPLAY_HEIGHT:
+        height, width = DISPLAY_HEIGHT, max(1, round(width * DISPLAY_HEIGHT / height))
+    scale = _scale_for(height)
+    return height * scale, width * scale
+
+
+def shown_classes(shape: tuple[int, ...], num_classes: int, per_row: int) -> int:
+    """How many classes (the first ones) a preview of clips of ``shape`` ``(T, H, W, C)`` shows: at most
+    ``MAX_CLASSES``, and no more than fit in ``MAX_PIXELS`` with ``per_row`` clips a row; at least one."""
+    frames, height, width = shape[:3]
+    row_height, frame_width = _shown_frame_size(height, width)
+    row_pixels = (row_height + GAP) * (LABEL_WIDTH + per_row * (frames * frame_width + GAP))
+    return max(0, min(num_classes, MAX_CLASSES, max(1, MAX_PIXELS // row_pixels)))
 
 
 def _clip_strip(clip: np.ndarray, scale: int) -> np.ndarray:
@@ -72,10 +96,13 @@ def render_preview(
     per_row = per_row or max(len(clips) for clips in clips_by_class.values())
     sample = next(clip for clips in clips_by_class.values() for clip in clips)
     scale = _scale_for(sample.shape[1])
-    rows = [_row(name, list(clips_by_class.get(name, [])), sample.shape, per_row, scale) for name in classes]
-    separator = np.full((GAP, rows[0].shape[1], 3), BACKGROUND, np.uint8)
-    stacked = [part for row in rows for part in (row, separator)][:-1]
-    return np.concatenate(stacked, axis=0)
+    row_height = sample.shape[1] * scale
+    width = LABEL_WIDTH + per_row * (sample.shape[0] * sample.shape[2] * scale + GAP)
+    image = np.full((len(classes) * (row_height + GAP) - GAP, width, 3), BACKGROUND, np.uint8)  # filled in place
+    for number, name in enumerate(classes):
+        top = number * (row_height + GAP)
+        image[top : top + row_height] = _row(name, list(clips_by_class.get(name, [])), sample.shape, per_row, scale)
+    return image
 
 
 def write_preview(

@@ -49,7 +49,7 @@ from video3dcnn.discovery import (
 from video3dcnn.errors import DataError, OutputError, VideoDecodeError
 from video3dcnn.files import write_json_atomic
 from video3dcnn.pool import WorkerDiedError  # noqa: F401 - raised by process() through ordered_map
-from video3dcnn.preview import thumbnail, write_preview
+from video3dcnn.preview import MAX_CLASSES, MAX_PIXELS, shown_classes, thumbnail, write_preview
 from video3dcnn.process_options import ProcessOptions
 from video3dcnn.progress import Progress
 from video3dcnn.shards import (
@@ -239,6 +239,7 @@ class _Tally:
     skipped: list[SkippedFile] = field(default_factory=list)
     frozen: list[str] = field(default_factory=list)  # relative paths of videos whose sampled frames are all the same
     preview: dict[str, list[np.ndarray]] = field(default_factory=lambda: collections.defaultdict(list))
+    previewed: tuple[str, ...] = ()  # the classes the preview shows (preview.shown_classes): only theirs are kept
     decoded: int = 0
 
     def add(self, video: LabelledVideo, decoded: DecodedVideo, split: str) -> None:
@@ -248,7 +249,7 @@ class _Tally:
         self.videos[split][video.label] += 1
         self.groups[split].add(video.group)
         self.methods[decoded.method] += 1
-        if len(self.preview[video.label]) < PREVIEW_CLIPS:
+        if video.label in self.previewed and len(self.preview[video.label]) < PREVIEW_CLIPS:
             self.preview[video.label].append(thumbnail(decoded.clips[0]))
 
     @property
@@ -436,7 +437,9 @@ def process(
         logger.warning("no videos for this instance (%d in the input); writing an empty manifest", len(found.videos))
     workers = max(1, min(options.workers or default_workers(), len(videos)))
     writer = ShardWriter(output_dir, host, options.shard_size or default_shard_size(spec), options.compress)
-    run = _Run(output_dir, host, hosts, options, found, writer, _Tally(found.classes, skipped=skipped))
+    previewed = found.classes[: shown_classes(spec.shape, len(found.classes), PREVIEW_CLIPS)] if options.preview else ()
+    tally = _Tally(found.classes, skipped=skipped, previewed=previewed)
+    run = _Run(output_dir, host, hosts, options, found, writer, tally)
     logger.info("decoding %d videos with %d workers into %s clips %s", len(videos), workers, spec.sampling, spec.shape)
     try:
         with contextlib.closing(_decode_all(videos, spec, workers, options.compress)) as results:  # stops the workers
@@ -476,8 +479,9 @@ def _counts(tally: _Tally, writer: ShardWriter) -> dict:
     }
 
 
-def build_manifest(run: _Run) -> dict:
-    """The manifest of one host's output (``load_index`` reads schema_version, classes, clip_spec and shards)."""
+def build_manifest(run: _Run, preview: dict | None = None) -> dict:
+    """The manifest of one host's output (``load_index`` reads schema_version, classes, clip_spec and shards);
+    ``preview`` is what ``_write_preview`` wrote."""
     options, tally = run.options, run.tally
     return {
         "schema_version": SCHEMA_VERSION,
@@ -503,18 +507,32 @@ def build_manifest(run: _Run) -> dict:
             {"path": item.relpath, "reason": item.reason} for item in sorted(tally.skipped, key=lambda s: s.relpath)
         ],
         "warnings": [{"path": relpath, "reason": FROZEN_WARNING} for relpath in sorted(tally.frozen)],
+        "preview": preview,
     }
+
+
+def _write_preview(run: _Run) -> dict | None:
+    """Write the preview of the classes it shows (``preview.shown_classes``); return its manifest entry, or None when
+    there is no preview."""
+    shown, classes = run.tally.previewed, run.found.classes
+    name = preview_name(run.host, run.hosts)
+    if not run.options.preview or write_preview(run.output_dir / name, shown, run.tally.preview) is None:
+        return None
+    if len(shown) < len(classes):
+        logger.info(
+            "%s shows the first %d of the %d classes (a preview shows at most %d classes and %d megapixels)",
+            name, len(shown), len(classes), MAX_CLASSES, MAX_PIXELS // 2**20,
+        )  # fmt: skip
+    return {"file": name, "classes_shown": len(shown)}
 
 
 def _finish(run: _Run) -> ProcessResult:
     """Write classes.txt and the preview, then the manifest, last."""
     tally, classes = run.tally, run.found.classes
-    manifest = build_manifest(run)
     path = run.output_dir / manifest_name(run.host)
     with _writing(run.output_dir):
         write_classes(run.output_dir, classes)
-        if run.options.preview:
-            write_preview(run.output_dir / preview_name(run.host, run.hosts), classes, tally.preview)
+        manifest = build_manifest(run, _write_preview(run))
         write_json_atomic(path, manifest)
     clips, seconds = manifest["counts"]["clips"], manifest["seconds"]
     logger.info(

@@ -7,7 +7,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from video3dcnn.preview import DISPLAY_HEIGHT, LABEL_WIDTH, render_preview, thumbnail, write_preview
+from video3dcnn.preview import (
+    DISPLAY_HEIGHT,
+    LABEL_WIDTH,
+    MAX_CLASSES,
+    MAX_PIXELS,
+    render_preview,
+    shown_classes,
+    thumbnail,
+    write_preview,
+)
 
 
 def solid_clip(rgb: tuple[int, int, int], frames: int = 3, size: int = 8) -> np.ndarray:
@@ -50,3 +59,20 @@ def test_large_clips_are_shown_reduced_small_ones_untouched() -> None:
 def test_nothing_to_show_writes_nothing(tmp_path: Path) -> None:
     assert write_preview(tmp_path / "preview.png", ["a"], {"a": []}) is None
     assert not (tmp_path / "preview.png").exists()
+
+
+def test_the_preview_shows_at_most_the_first_max_classes() -> None:
+    """3,000 classes made a 125 MB PNG and a 1.8 GB peak: the preview now shows the first MAX_CLASSES."""
+    assert shown_classes((15, 32, 32, 3), 3000, per_row=2) == MAX_CLASSES == 128
+    assert shown_classes((15, 32, 32, 3), 101, per_row=2) == 101  # UCF101: every class
+    assert shown_classes((15, 32, 32, 3), 0, per_row=2) == 0
+
+
+def test_long_or_wide_clips_show_fewer_classes_within_the_pixel_budget() -> None:
+    shown = shown_classes((512, 32, 1024, 3), 3000, per_row=2)  # rows of 2 x 512 frames of 64 x 2048 pixels
+    assert shown == 1  # one row is always shown, however large
+    shown = shown_classes((64, 112, 112, 3), 3000, per_row=2)
+    row_height, row_width = DISPLAY_HEIGHT + 4, LABEL_WIDTH + 2 * (64 * 64 + 4)  # frames reduced to 64x64
+    assert shown == MAX_PIXELS // (row_height * row_width) < MAX_CLASSES
+    image = render_preview([f"c{i}" for i in range(shown)], {"c0": [np.zeros((64, 112, 112, 3), np.uint8)]})
+    assert image.shape[0] * image.shape[1] <= MAX_PIXELS

@@ -422,3 +422,25 @@ def test_docs_data_format_describes_what_process_writes(dataset: Path, tmp_path:
     run = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True, check=True)
     lines = run.stdout.splitlines()
     assert len(lines) == len(result.manifest["shards"]) and lines[0].startswith("algo-1-00000.npz (")
+
+
+def test_the_preview_of_many_classes_shows_the_first_128_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """3,000 classes gave a 125 MB preview.png and a 1.8 GB peak: the preview is capped, in the log and the manifest."""
+    import logging
+
+    names = [f"class{number:03d}" for number in range(130)]
+    source = write_index_video(tmp_path / "source.avi", 4, "mjpg", height=16, width=16).path
+    for name in names:
+        (tmp_path / "in" / name).mkdir(parents=True)
+        (tmp_path / "in" / name / "a.avi").write_bytes(source.read_bytes())
+    with caplog.at_level(logging.INFO, logger="video3dcnn.processing"):
+        result = process(tmp_path / "in", tmp_path / "out", options(frames=2, size="16x16", shard_size=200), host="h")
+    assert result.manifest["preview"] == {"file": "preview.png", "classes_shown": 128}
+    assert "preview.png shows the first 128 of the 130 classes" in caplog.text
+    image = cv2.imread(str(tmp_path / "out" / "preview.png"))
+    row = 16 * (64 // 16)
+    assert image.shape[0] == 128 * (row + 4) - 4  # 128 rows, not 130
+    no_preview = process(tmp_path / "in", tmp_path / "out2", options(frames=2, size="16x16", preview=False), host="h")
+    assert no_preview.manifest["preview"] is None
