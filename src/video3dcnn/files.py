@@ -3,16 +3,32 @@
 A writer gets a temporary name beside the final one (``.<name>.<random><suffix>``) and the file is renamed into place
 only when the writing block succeeds, so a killed or failed run never leaves a half-written file that looks complete.
 Shards, manifests, class lists, previews, models, checkpoints, metrics, plots and predictions all go through here.
+
+``FileLock`` keeps two runs from writing the same files at once (``flock``: the system releases it however the
+holder ends, so a killed run leaves no stale lock).
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+class LockedError(Exception):
+    """Another process holds the lock; ``holder`` is what it wrote into the lock file (may be empty)."""
+
+    def __init__(self, path: Path, holder: str) -> None:
+        super().__init__(f"{path} is locked by {holder or 'another process'}")
+        self.path, self.holder = path, holder
 
 
 def _umask() -> int:
@@ -53,3 +69,76 @@ def write_text_atomic(path: Path, text: str) -> None:
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write ``data`` as indented JSON to ``path`` atomically."""
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def _take(path: Path) -> int | None:
+    """An open descriptor of ``path`` locked exclusively, or None when a finishing holder removed the file meanwhile.
+
+    Raises:
+        LockedError: another process holds the lock.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 4096).decode("utf-8", "replace").strip()
+        os.close(fd)
+        raise LockedError(path, holder) from None
+    except OSError:
+        os.close(fd)
+        raise
+    try:
+        same = os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        same = False
+    if not same:  # the holder removed the file between our open and our lock: lock the new file instead
+        os.close(fd)
+        return None
+    return fd
+
+
+class FileLock:
+    """An exclusive lock on a file, held until ``release()`` (or the end of a ``with`` block), which removes the file.
+
+    Nothing waits: ``acquire`` fails at once when another process holds the lock.
+    """
+
+    def __init__(self, path: Path, fd: int | None) -> None:
+        self.path, self._fd = Path(path), fd
+
+    @classmethod
+    def acquire(cls, path: Path, holder: str) -> FileLock:
+        """Lock ``path`` (created if missing) and write ``holder`` into it (one line: who holds it, for the message
+        of a process that finds it locked). On a file system without locks (some network file systems) a warning is
+        logged and the returned lock holds nothing.
+
+        Raises:
+            LockedError: another process holds the lock.
+            OSError: the file cannot be created.
+        """
+        fd = None
+        try:
+            while fd is None:
+                fd = _take(Path(path))
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            logger.warning("cannot lock %s (%s): a concurrent run will not be refused", path, exc.strerror or exc)
+            return cls(path, None)
+        os.ftruncate(fd, 0)
+        os.write(fd, holder.encode("utf-8", "replace") + b"\n")
+        return cls(path, fd)
+
+    def release(self) -> None:
+        """Remove the file, then unlock (a process that opened the old file meanwhile then locks a new one)."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        self.path.unlink(missing_ok=True)
+        os.close(fd)
+
+    def __enter__(self) -> FileLock:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()

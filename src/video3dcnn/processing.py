@@ -2,7 +2,9 @@
 
 Order of work, on each host:
 
-1. Remove this host's previous manifest first, then its previous shards, so that nothing left over looks complete.
+1. Lock this host's output (``.video3dcnn-<host>.lock`` in the output directory: a second run into the same output
+   under the same name fails at once, naming the first), then remove this host's previous manifest first, then its
+   previous shards, so that nothing left over looks complete.
 2. Discover and label the videos (``discovery``), keep this instance's part of a replicated input (``--num-parts``).
 3. Decode with one single-threaded decoder per worker (``pool``: child processes, and a thread of this process up to
    8 workers), in input order: results come back in the order they were submitted, through a bounded window, so the
@@ -10,7 +12,9 @@ Order of work, on each host:
    (``<host>-<NNNNN>.npz``, each written to a temporary name and renamed); a run that fails or is interrupted drops
    the clips it had not written yet.
 4. Check the bad fraction; write ``classes.txt``, ``preview.png`` and, last, ``manifest-<host>.json``. Readers only
-   trust shards a manifest lists, so a killed run (or a failed one) never looks complete.
+   trust shards a manifest lists, so a killed run (or a failed one) never looks complete. Every shard carries the
+   run's id (its ZIP comment), which the manifest records: before the manifest is written, each listed shard is
+   checked to be this run's, so a manifest never lists a shard that another run wrote.
 
 A worker that dies (killed by the system, e.g. out of memory) stops the run with a one-line error instead of hanging.
 """
@@ -20,12 +24,15 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
+import json
 import logging
 import multiprocessing
 import os
 import signal
+import socket
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -47,7 +54,7 @@ from video3dcnn.discovery import (
     stable_fraction,
 )
 from video3dcnn.errors import DataError, OutputError, VideoDecodeError
-from video3dcnn.files import write_json_atomic
+from video3dcnn.files import FileLock, LockedError, write_json_atomic
 from video3dcnn.pool import WorkerDiedError  # noqa: F401 - raised by process() through ordered_map
 from video3dcnn.preview import MAX_CLASSES, MAX_PIXELS, shown_classes, thumbnail, write_preview
 from video3dcnn.process_options import ProcessOptions
@@ -58,6 +65,7 @@ from video3dcnn.shards import (
     Shard,
     deflate_clip,
     manifest_name,
+    read_run_id,
     shard_name,
     write_classes,
     write_shard,
@@ -150,11 +158,14 @@ class ShardWriter:
     of every shard.
     """
 
-    def __init__(self, directory: Path, host: str, shard_size: int, compress: bool = True) -> None:
+    def __init__(
+        self, directory: Path, host: str, shard_size: int, compress: bool = True, run_id: str | None = None
+    ) -> None:
         self.directory = directory
         self.host = host
         self.shard_size = shard_size
         self.compress = compress
+        self.run_id = run_id
         self.entries: list[dict] = []
         self._buffer: list[tuple[DecodedVideo, list[bytes] | None, int, str, bool, str]] = []
         self._clips = 0
@@ -194,7 +205,7 @@ class ShardWriter:
 
     def _write(self, entry: dict, shard: Shard, pieces: list[bytes] | None) -> None:
         with _writing(self.directory):
-            entry["bytes"] = write_shard(self.directory / entry["file"], shard, self.compress, pieces)
+            entry["bytes"] = write_shard(self.directory / entry["file"], shard, self.compress, pieces, self.run_id)
 
     def _wait(self) -> None:
         if self._writing is not None:
@@ -328,12 +339,11 @@ def _is_shard_of(name: str, host: str) -> bool:
     return (shard := SHARD_PATTERN.match(name)) is not None and shard["host"] == host
 
 
-def clear_previous_output(output_dir: Path, host: str, hosts: Sequence[str] = ()) -> None:
-    """Check that ``output_dir`` can be written, then delete what an earlier run of ``host`` wrote there: the
-    manifest first, so that no stale state looks complete, then its shards and its preview.
+def prepare_output(output_dir: Path) -> None:
+    """Create ``output_dir`` if need be and check that it can be written (before any video is decoded).
 
     Raises:
-        OutputError: the directory cannot be created or written (checked before any video is decoded).
+        OutputError: a file in the way, no permission, a read-only or full file system.
     """
     with _writing(output_dir):
         if output_dir.exists() and not output_dir.is_dir():
@@ -341,6 +351,41 @@ def clear_previous_output(output_dir: Path, host: str, hosts: Sequence[str] = ()
         output_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=output_dir, prefix=".video3dcnn-probe-"):
             pass
+
+
+def lock_name(host: str) -> str:
+    """The lock file of ``host``'s output: held while a run writes that host's files."""
+    return f".video3dcnn-{host}.lock"
+
+
+def lock_output(output_dir: Path, host: str, run_id: str) -> FileLock:
+    """Lock ``host``'s files in ``output_dir`` for this run (``files.FileLock``: released however the run ends).
+
+    Runs under other names (other instances, other ``--num-parts`` parts) write other files and are not held up.
+
+    Raises:
+        OutputError: another run is writing ``host``'s files there (named, with its process and machine).
+    """
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    holder = f"run {run_id}, process {os.getpid()} on {socket.gethostname()}, started {started}"
+    try:
+        with _writing(output_dir):
+            return FileLock.acquire(output_dir / lock_name(host), holder)
+    except LockedError as exc:
+        raise OutputError(
+            f"another 'video3dcnn process' is writing {host}'s files in {output_dir} ({exc.holder or 'unknown run'}): "
+            "wait for it to end, or give this run another --output"
+        ) from None
+
+
+def clear_previous_output(output_dir: Path, host: str, hosts: Sequence[str] = ()) -> None:
+    """Delete what an earlier run of ``host`` wrote in ``output_dir``: the manifest first, so that no stale state
+    looks complete, then its shards and its preview.
+
+    Raises:
+        OutputError: a file cannot be removed.
+    """
+    with _writing(output_dir):
         (output_dir / manifest_name(host)).unlink(missing_ok=True)
         old = [path for path in output_dir.glob(f"{host}-*.npz") if _is_shard_of(path.name, host)]
         for path in old:
@@ -375,6 +420,7 @@ class _Run:
     found: Discovery
     writer: ShardWriter
     tally: _Tally
+    run_id: str
     started: float = field(default_factory=time.monotonic)
 
     def collect(
@@ -428,33 +474,79 @@ def process(
         WorkerDiedError: a decoding process was killed.
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
-    spec = options.clip_spec()
     found = _discover(input_dir, options)
     videos, skipped = _my_part(found, options)
+    prepare_output(output_dir)
+    run_id = uuid.uuid4().hex
+    with lock_output(output_dir, host, run_id):
+        clear_previous_output(output_dir, host, hosts)
+        spec = options.clip_spec()
+        writer = ShardWriter(output_dir, host, options.shard_size or default_shard_size(spec), options.compress, run_id)
+        shown = shown_classes(spec.shape, len(found.classes), PREVIEW_CLIPS) if options.preview else 0
+        tally = _Tally(found.classes, skipped=skipped, previewed=found.classes[:shown])
+        return _decode_and_write(_Run(output_dir, host, hosts, options, found, writer, tally, run_id), videos)
+
+
+def _decode_and_write(run: _Run, videos: Sequence[LabelledVideo]) -> ProcessResult:
+    """Decode ``videos`` into shards and write the outputs; on any failure leave none of this run's shards."""
+    options, spec = run.options, run.options.clip_spec()
     videos = shard_order(videos)
-    clear_previous_output(output_dir, host, hosts)
     if not videos:
-        logger.warning("no videos for this instance (%d in the input); writing an empty manifest", len(found.videos))
+        logger.warning("no videos for this instance (%d in the input); writing an empty manifest", len(run.found.videos))
     workers = max(1, min(options.workers or default_workers(), len(videos)))
-    writer = ShardWriter(output_dir, host, options.shard_size or default_shard_size(spec), options.compress)
-    previewed = found.classes[: shown_classes(spec.shape, len(found.classes), PREVIEW_CLIPS)] if options.preview else ()
-    tally = _Tally(found.classes, skipped=skipped, previewed=previewed)
-    run = _Run(output_dir, host, hosts, options, found, writer, tally)
     logger.info("decoding %d videos with %d workers into %s clips %s", len(videos), workers, spec.sampling, spec.shape)
     try:
         with contextlib.closing(_decode_all(videos, spec, workers, options.compress)) as results:  # stops the workers
             for video, decoded, pieces, reason in results:
                 run.collect(video, decoded, pieces, reason)
         _check_outcome(run.tally, options)
-        writer.close()
+        run.writer.close()
         return _finish(run)
     except BaseException:  # failed, interrupted or terminated before its manifest was written
-        writer.close(write_queued=False)  # no write is left running (an unfinished one leaves no file)
-        if not (output_dir / manifest_name(host)).exists():
-            for entry in writer.entries:  # no manifest will list them: leave nothing of this run behind
-                with contextlib.suppress(OSError):
-                    (output_dir / entry["file"]).unlink(missing_ok=True)
+        run.writer.close(write_queued=False)  # no write is left running (an unfinished one leaves no file)
+        _remove_own_shards(run)
         raise
+
+
+def _manifest_run_id(path: Path) -> str | None:
+    """The run id a manifest records, None when there is no readable manifest."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _remove_own_shards(run: _Run) -> None:
+    """Remove the shards this run wrote, unless its manifest lists them; never another run's (checked by run id)."""
+    if _manifest_run_id(run.output_dir / manifest_name(run.host)) == run.run_id:
+        return
+    for entry in run.writer.entries:
+        path = run.output_dir / entry["file"]
+        with contextlib.suppress(OSError):
+            if read_run_id(path) == run.run_id:
+                path.unlink()
+
+
+def _check_own_shards(run: _Run) -> None:
+    """Refuse to write a manifest that would list a shard this run did not write (or that is gone).
+
+    Raises:
+        OutputError: naming the shard; another run wrote into the same output under the same name.
+    """
+    for entry in run.writer.entries:
+        path = run.output_dir / entry["file"]
+        try:
+            found = read_run_id(path)
+        except FileNotFoundError:
+            found = "missing"
+        except OSError as exc:
+            raise OutputError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if found != run.run_id:
+            what = "was removed" if found == "missing" else f"was replaced by run {found}"
+            raise OutputError(
+                f"{path} {what} while run {run.run_id} wrote it: another run is writing into {run.output_dir} under "
+                f"the name {run.host}; no manifest was written: run one at a time, or give each its own --output"
+            )
 
 
 def preview_name(host: str, hosts: Sequence[str]) -> str:
@@ -490,6 +582,7 @@ def build_manifest(run: _Run, preview: dict | None = None) -> dict:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "host": run.host,
         "hosts": list(run.hosts) or [run.host],
+        "run_id": run.run_id,
         "classes": list(run.found.classes),
         "clip_spec": options.clip_spec().to_dict(),
         "label_source": run.found.label_source,
@@ -533,6 +626,7 @@ def _finish(run: _Run) -> ProcessResult:
     with _writing(run.output_dir):
         write_classes(run.output_dir, classes)
         manifest = build_manifest(run, _write_preview(run))
+        _check_own_shards(run)
         write_json_atomic(path, manifest)
     clips, seconds = manifest["counts"]["clips"], manifest["seconds"]
     logger.info(

@@ -44,6 +44,7 @@ CLASSES_FILE = "classes.txt"
 MANIFEST_PREFIX = "manifest-"
 _LOCAL_HEADER = struct.Struct("<4s5HIIIHH")  # zip local file header (30 bytes)
 _NPY_HEADER_MAX = 4096  # a .npy header is far shorter than this
+RUN_ID_COMMENT = "video3dcnn run_id={run_id}"  # a shard's ZIP comment: the run that wrote it
 
 try:  # ISA-L deflates clips 6-7x faster than zlib level 1, for files about 3% larger (docs/benchmarks.md)
     from isal import isal_zlib as _deflate
@@ -156,8 +157,9 @@ class _ZipWriter:
         central = self._CENTRAL.pack(0x02014B50, version, *fields, len(extra), 0, 0, 0, 0, position)
         self._central.append(central + encoded + extra)
 
-    def close(self) -> None:
-        """Write the central directory and the end records (ZIP64 ones when the archive needs them)."""
+    def close(self, comment: bytes = b"") -> None:
+        """Write the central directory and the end records (ZIP64 ones when the archive needs them), which end with
+        the archive's ``comment``."""
         start = self._handle.tell()
         for entry in self._central:
             self._handle.write(entry)
@@ -166,16 +168,25 @@ class _ZipWriter:
             record = (44, self.VERSION64, self.VERSION64, 0, 0, count, count, end - start, start)
             self._handle.write(self._END64.pack(0x06064B50, *record) + self._LOCATOR.pack(0x07064B50, 0, end, 1))
         entries, position = min(count, 0xFFFF), self.FULL if start >= self.LIMIT else start
-        self._handle.write(self._END.pack(0x06054B50, 0, 0, entries, entries, end - start, position, 0))
+        self._handle.write(self._END.pack(0x06054B50, 0, 0, entries, entries, end - start, position, len(comment)))
+        self._handle.write(comment)
 
 
-def write_shard(path: Path, shard: Shard, compress: bool = True, clip_pieces: Sequence[bytes] | None = None) -> int:
+def write_shard(
+    path: Path,
+    shard: Shard,
+    compress: bool = True,
+    clip_pieces: Sequence[bytes] | None = None,
+    run_id: str | None = None,
+) -> int:
     """Write ``shard`` to ``path`` atomically and return the file size in bytes.
 
     The file is an ordinary ``.npz`` (``np.load`` reads it). Small members are always deflated; ``clips`` is deflated
     (``deflate_clip``) when ``compress`` is true (smaller files) and stored otherwise (about 2-3x faster to read, see
     docs/benchmarks.md). Deflated clips are one stream of per-clip pieces (``deflate_clip``); ``clip_pieces`` passes
-    them in when the processing workers made them, else they are made here. The same arrays give the same bytes.
+    them in when the processing workers made them, else they are made here. ``run_id`` (the run writing it, as its
+    manifest records it) becomes the archive's comment (``read_run_id``). The same arrays and run id give the same
+    bytes.
     """
     shard.validate()
     clips = np.ascontiguousarray(shard.clips, dtype=np.uint8)
@@ -207,8 +218,23 @@ def write_shard(path: Path, shard: Shard, compress: bool = True, clip_pieces: Se
             member = data.getvalue()
             deflated = zlib.compress(member, 1, wbits=-15)
             archive.add(f"{key}.npy", zipfile.ZIP_DEFLATED, zlib.crc32(member), len(member), [deflated])
-        archive.close()
+        archive.close(RUN_ID_COMMENT.format(run_id=run_id).encode("ascii") if run_id else b"")
     return path.stat().st_size
+
+
+def read_run_id(path: Path) -> str | None:
+    """The run id a shard's archive comment names (``write_shard``); None for a shard without one.
+
+    Raises:
+        OSError: the file cannot be read (a missing file: FileNotFoundError).
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            comment = archive.comment.decode("ascii", "replace")
+    except zipfile.BadZipFile:
+        return None
+    prefix = RUN_ID_COMMENT.format(run_id="")
+    return comment[len(prefix) :] if comment.startswith(prefix) else None
 
 
 def _member_bytes(handle: BinaryIO, info: zipfile.ZipInfo) -> bytes:

@@ -297,3 +297,36 @@ def test_a_class_folder_name_that_is_not_utf8_is_a_one_line_error(
     assert cli.main(["process", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), *FAST]) == 2
     err = capsys.readouterr().err
     assert "the class folder b'Lef\\xe9'" in err and "is not valid UTF-8" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_a_second_run_into_the_same_output_fails_at_once_naming_the_first(tmp_path: Path) -> None:
+    """Two real 'video3dcnn process' runs into one --output under one name: the second removed the first's shards
+    and both exited 0. Now the second fails at once, naming the first; the first ends as if alone."""
+    make_videos(tmp_path / "in", per_class=4)
+    output = tmp_path / "out"
+    command = [sys.executable, "-m", "video3dcnn", "process", "--input", str(tmp_path / "in"), "--output", str(output),
+               *FAST, "--shard-size", "1"]  # fmt: skip
+    lock = output / f".video3dcnn-{socket.gethostname()}.lock"
+    first = subprocess.Popen(command, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(output.glob("*-00000.npz")) and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        os.killpg(first.pid, signal.SIGSTOP)  # stopped mid-run, after its first shard, whatever the machine's speed
+        assert first.poll() is None, "the first run ended before the second could start"
+        second = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    finally:
+        os.killpg(first.pid, signal.SIGCONT)
+    assert first.wait(timeout=120) == 0, first.stderr.read()
+    assert second.returncode == 2
+    error = second.stderr.strip().splitlines()[-1]
+    assert "another 'video3dcnn process' is writing" in error and f"process {first.pid} on" in error
+    assert "Traceback" not in second.stderr
+    index = load_index(output)
+    from video3dcnn.shards import read_run_id
+
+    manifest = json.loads(next(output.glob("manifest-*.json")).read_text())
+    assert len(index.shards) == 8 == len(list(output.glob("*.npz")))  # all of the first run's shards, nothing else
+    assert {read_run_id(info.path) for info in index.shards} == {manifest["run_id"]}
+    assert not lock.exists()

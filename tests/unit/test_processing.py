@@ -444,3 +444,44 @@ def test_the_preview_of_many_classes_shows_the_first_128_and_says_so(
     assert image.shape[0] == 128 * (row + 4) - 4  # 128 rows, not 130
     no_preview = process(tmp_path / "in", tmp_path / "out2", options(frames=2, size="16x16", preview=False), host="h")
     assert no_preview.manifest["preview"] is None
+
+
+@pytest.mark.parametrize("other_run", ["replaces", "removes"])
+def test_a_manifest_never_lists_a_shard_another_run_wrote(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, other_run: str
+) -> None:
+    """Should a second run get past the lock (a file system without locks), the first run checks the run id of each
+    shard before its manifest: the second run's shard under the same name is never listed, and never deleted."""
+    import video3dcnn.processing as processing
+    from video3dcnn.shards import read_run_id, write_shard
+
+    real_decode, calls = processing.decode_task, []
+
+    def decode_while_another_run_writes(task):
+        calls.append(task)
+        if len(calls) == 12:  # shard h-00000 is written by now (h-00001 waited for it)
+            first = tmp_path / "h-00000.npz"
+            if other_run == "replaces":
+                write_shard(first, read_shard(first), run_id="0" * 32)
+            else:
+                first.unlink()
+        return real_decode(task)
+
+    monkeypatch.setattr(processing, "decode_task", decode_while_another_run_writes)
+    with pytest.raises(OutputError, match=r"h-00000.npz was (replaced by run 0{32}|removed) while run [0-9a-f]{32}"):
+        process(dataset, tmp_path, options(), host="h")
+    assert not (tmp_path / "manifest-h.json").exists()
+    left = sorted(path.name for path in tmp_path.glob("*.npz"))
+    assert left == (["h-00000.npz"] if other_run == "replaces" else [])  # this run's shards went, the other's stayed
+    if left:
+        assert read_run_id(tmp_path / "h-00000.npz") == "0" * 32
+
+
+def test_the_manifest_and_every_shard_it_lists_carry_the_run_id(dataset: Path, tmp_path: Path) -> None:
+    from video3dcnn.shards import read_run_id
+
+    first = process(dataset, tmp_path / "a", options(), host="h").manifest
+    second = process(dataset, tmp_path / "b", options(), host="h").manifest
+    assert re.fullmatch(r"[0-9a-f]{32}", first["run_id"]) and first["run_id"] != second["run_id"]
+    assert {read_run_id(tmp_path / "a" / entry["file"]) for entry in first["shards"]} == {first["run_id"]}
+    assert not list((tmp_path / "a").glob(".*.lock"))  # the lock goes with the run
