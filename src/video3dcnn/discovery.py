@@ -7,7 +7,12 @@ Layouts (``label_from``):
   are followed (each real folder is walked once, so a link loop neither hangs nor repeats videos).
 - ``ucf``: ``v_<Class>_g<GG>_c<CC>.<ext>`` anywhere under the root (UCF101 flattened).
 - ``manifest``: a CSV of ``path,label[,group]`` rows (paths relative to the root; an optional header row starting with
-  ``path`` is skipped). Videos on disk that the CSV does not list are skipped and reported.
+  ``path`` is skipped). Videos on disk that the CSV does not list are skipped and reported. A row whose path leaves the
+  root (``../x``, or a full path elsewhere; judged on the text, ``..`` resolved, without looking at the file) is
+  refused with the same reason whether or not the file exists, unless ``allow_outside`` is given.
+
+Whatever the layout, a path that is not a regular file (a directory, a named pipe, a device, a socket, or a symbolic
+link to one) is skipped saying what it is: never opened, since opening a named pipe blocks.
 - ``auto``: ``manifest`` when a manifest is given; else ``folder`` when every video sits in a folder; else ``ucf`` when
   every name follows the UCF101 pattern; else ``folder`` when some videos sit in folders.
 
@@ -31,7 +36,9 @@ import csv
 import hashlib
 import logging
 import os
+import posixpath
 import re
+import stat
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -340,7 +347,8 @@ class ManifestRow:
 
 
 def _normalise_relpath(text: str) -> str:
-    return PurePosixPath(text.strip().replace("\\", "/")).as_posix().removeprefix("./")
+    """A manifest path with ``/`` separators, ``.`` and ``..`` resolved on the text (``a/../b`` -> ``b``)."""
+    return posixpath.normpath(text.strip().replace("\\", "/"))
 
 
 def _manifest_rows(path: Path) -> Iterable[tuple[int, list[str]]]:
@@ -379,32 +387,78 @@ def read_manifest_csv(path: Path) -> list[ManifestRow]:
     return rows
 
 
-def _from_manifest(root: Path, manifest: Path, relpaths: Sequence[str]) -> tuple[list[_Candidate], list[SkippedFile]]:
+OUTSIDE_INPUT = "outside the input directory: not read (pass --allow-outside-input to read files outside it)"
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def not_a_file(path: Path) -> str | None:
+    """What ``path`` is when it is not a regular file (symbolic links followed), e.g. ``"a named pipe (FIFO)"``,
+    ``"a symbolic link to a character device (/dev/zero)"``, ``"missing"``; None for a regular file.
+
+    Only ``stat`` is called: the file is never opened (opening a named pipe blocks until a writer comes).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a broken symbolic link" if os.path.islink(path) else "missing"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for is_kind, name in _FILE_KINDS if is_kind(mode)), "not a regular file")
+    return f"a symbolic link to {kind} ({os.path.realpath(path)})" if os.path.islink(path) else kind
+
+
+def _file_skip(relpath: str, path: Path, missing: str) -> SkippedFile | None:
+    """Why the video at ``path`` is skipped (``missing`` when it does not exist), None when it is a regular file."""
+    kind = not_a_file(path)
+    if kind is None:
+        return None
+    return SkippedFile(relpath, missing if kind == "missing" else f"is {kind}, not a video file", bad=True)
+
+
+def _from_manifest(
+    root: Path, manifest: Path, relpaths: Sequence[str], allow_outside: bool = False
+) -> tuple[list[_Candidate], list[SkippedFile]]:
     candidates, skipped = [], []
     rows = [_inside(root, row) for row in read_manifest_csv(manifest)]
-    if len({row.relpath for row in rows}) < len(rows):
+    if len({row.relpath for row, _ in rows}) < len(rows):
         raise DataError(f"{manifest} lists a video twice (once by its path relative to {root}, once by its full path)")
-    for row in rows:
+    for row, inside in rows:
+        if not inside and not allow_outside:  # refused on the text alone: the reply says nothing about the file
+            skipped.append(SkippedFile(row.relpath, OUTSIDE_INPUT, bad=True))
+            continue
         path = root / row.relpath
-        if path.is_file():
+        problem = _file_skip(row.relpath, path, f"listed in {Path(manifest).name} but missing")
+        if problem is None:
             candidates.append(_Candidate(path, row.relpath, row.label, row.group))
         else:
-            skipped.append(SkippedFile(row.relpath, f"listed in {Path(manifest).name} but missing", bad=True))
-    listed = {row.relpath for row in rows}
+            skipped.append(problem)
+    listed = {row.relpath for row, _ in rows}
     skipped += [SkippedFile(rel, f"not listed in {Path(manifest).name}") for rel in relpaths if rel not in listed]
     return candidates, skipped
 
 
-def _inside(root: Path, row: ManifestRow) -> ManifestRow:
-    """``row`` with a full path under ``root`` made relative to it, as the paths the shards record and the split
-    hashes must not depend on where the data set lies; other rows unchanged."""
+def _inside(root: Path, row: ManifestRow) -> tuple[ManifestRow, bool]:
+    """``row`` with a full path under ``root`` made relative to it (the paths the shards record and the split hashes
+    must not depend on where the data set lies), and whether it lies under ``root``.
+
+    Decided on the text alone (``..`` already resolved by ``_normalise_relpath``), never by looking at the file, so the
+    answer is the same whether the file exists or not. Symbolic links inside the root are the root's own business.
+    """
     if not PurePosixPath(row.relpath).is_absolute():
-        return row
-    try:
-        relpath = Path(row.relpath).resolve().relative_to(Path(root).resolve()).as_posix()
-    except ValueError:  # outside the input: read from where it is
-        return row
-    return ManifestRow(relpath, row.label, row.group)
+        return row, row.relpath != ".." and not row.relpath.startswith("../")
+    for base in dict.fromkeys((os.path.normpath(os.path.abspath(root)), os.path.realpath(root))):
+        relpath = posixpath.relpath(row.relpath, base)
+        if relpath != ".." and not relpath.startswith("../") and relpath != ".":
+            return ManifestRow(relpath, row.label, row.group), True
+    return row, False
 
 
 def _from_layout(
@@ -413,6 +467,10 @@ def _from_layout(
     labeller = _label_by_folder if source == "folder" else _label_by_ucf_name
     candidates, skipped = [], []
     for path, relpath in zip(files, relpaths):
+        problem = _file_skip(relpath, path, "vanished while the input was listed")
+        if problem is not None:
+            skipped.append(problem)
+            continue
         result = labeller(path, relpath)
         if isinstance(result, str):
             skipped.append(SkippedFile(relpath, result))
@@ -498,6 +556,7 @@ def discover(
     manifest: Path | None = None,
     classes: Sequence[str] | None = None,
     extensions: Sequence[str] = DEFAULT_EXTENSIONS,
+    allow_outside: bool = False,
 ) -> Discovery:
     """Find the videos under ``root`` and label them.
 
@@ -508,6 +567,7 @@ def discover(
         classes: a fixed class list (label ``i`` = ``classes[i]``); videos of other classes are skipped. A
             ``ClassList`` from a numbered file is resolved against the videos (see ``ClassList``).
         extensions: video file extensions to look for.
+        allow_outside: read manifest rows whose path leaves ``root`` (refused by default).
 
     Returns:
         A ``Discovery``: ``videos`` is a tuple of ``LabelledVideo(path, relpath, label, group)`` sorted by
@@ -526,7 +586,7 @@ def discover(
     source, why = resolve_label_source(label_from, manifest, relpaths)
     logger.info("labels from %s: %s", source, why)
     if source == "manifest":
-        candidates, skipped = _from_manifest(root, Path(manifest), relpaths)
+        candidates, skipped = _from_manifest(root, Path(manifest), relpaths, allow_outside)
     else:
         candidates, skipped = _from_layout(source, files, relpaths)
     classes = _choose_class_reading(candidates, classes)

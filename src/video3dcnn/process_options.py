@@ -34,6 +34,7 @@ class ProcessOptions:
     clip_stride: int | None = _opt(None, "sliding: distance between window starts (default: --frames)")
     label_from: str = _opt("auto", "auto | folder | ucf | manifest", choices=LABEL_SOURCES)
     manifest: str | None = _opt(None, "CSV of path,label[,group] rows, paths relative to the input", metavar="CSV")
+    allow_outside_input: bool = _opt(False, "read --manifest rows whose path leaves the input (refused by default)")
     classes: str | None = _opt(None, "fixed class list, one name per line (or UCF101 classInd.txt)", metavar="FILE")
     val_fraction: float = _opt(0.2, "fraction of groups put in the validation split")
     workers: int | None = _opt(None, "decoding processes (default: all usable cores)")

@@ -295,7 +295,9 @@ def input_file(text: str, input_dir: Path, option: str) -> Path:
 def _discover(input_dir: Path, options: ProcessOptions) -> Discovery:
     manifest = input_file(options.manifest, input_dir, "--manifest") if options.manifest else None
     classes = read_class_list(input_file(options.classes, input_dir, "--classes")) if options.classes else None
-    return discover(input_dir, options.label_from, manifest, classes, options.extension_list())
+    return discover(
+        input_dir, options.label_from, manifest, classes, options.extension_list(), options.allow_outside_input
+    )
 
 
 def shard_order(videos: Sequence[LabelledVideo]) -> list[LabelledVideo]:

@@ -330,3 +330,38 @@ def test_a_second_run_into_the_same_output_fails_at_once_naming_the_first(tmp_pa
     assert len(index.shards) == 8 == len(list(output.glob("*.npz")))  # all of the first run's shards, nothing else
     assert {read_run_id(info.path) for info in index.shards} == {manifest["run_id"]}
     assert not lock.exists()
+
+
+def test_a_named_pipe_among_the_videos_does_not_hang_the_run(tmp_path: Path) -> None:
+    """Opening a FIFO blocks until a writer comes: it was decoded like a video and the run hung."""
+    make_videos(tmp_path / "in", per_class=2)
+    os.mkfifo(tmp_path / "in" / "Left" / "pipe.mp4")
+    (tmp_path / "in" / "Right" / "zero.avi").symlink_to("/dev/zero")
+    command = [sys.executable, "-m", "video3dcnn", "process", "--input", str(tmp_path / "in"), "--output",
+               str(tmp_path / "out"), *FAST, "--max-bad-fraction", "0.5"]  # fmt: skip
+    run = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    manifest = json.loads(next((tmp_path / "out").glob("manifest-*")).read_text())
+    skipped = {item["path"]: item["reason"] for item in manifest["skipped"]}
+    assert skipped == {
+        "Left/pipe.mp4": "is a named pipe (FIFO), not a video file",
+        "Right/zero.avi": "is a symbolic link to a character device (/dev/zero), not a video file",
+    }
+
+
+def test_manifest_rows_outside_the_input_need_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    make_videos(tmp_path / "in", per_class=1)
+    write_index_video(tmp_path / "elsewhere.avi", 12, "mjpg", height=32, width=32)
+    (tmp_path / "in" / "m.csv").write_text("Left/v_Left_g01_c01.avi,Left\n../elsewhere.avi,Right\n/etc/shadow,Right\n")
+    base = ["process", "--input", str(tmp_path / "in"), "--manifest", "m.csv", *FAST, "--max-bad-fraction", "1"]
+    assert cli.main([*base, "--output", str(tmp_path / "refused")]) == 0
+    manifest = json.loads((next((tmp_path / "refused").glob("manifest-*"))).read_text())
+    assert manifest["classes"] == ["Left"] and manifest["counts"]["videos"]["decoded"] == 1
+    refused = "outside the input directory: not read (pass --allow-outside-input to read files outside it)"
+    assert {item["path"]: item["reason"] for item in manifest["skipped"]} == {
+        "../elsewhere.avi": refused, "/etc/shadow": refused, "Right/v_Right_g01_c01.avi": "not listed in m.csv"
+    }
+    assert cli.main([*base, "--output", str(tmp_path / "allowed"), "--allow-outside-input"]) == 0
+    manifest = json.loads((next((tmp_path / "allowed").glob("manifest-*"))).read_text())
+    assert manifest["counts"]["videos"]["decoded"] == 2 and manifest["options"]["allow_outside_input"] is True
+    assert [item["path"] for item in manifest["skipped"] if item["path"].startswith(("/", ".."))] == ["/etc/shadow"]

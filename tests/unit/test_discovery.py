@@ -419,3 +419,76 @@ def test_a_class_list_line_with_a_control_character_is_refused(tmp_path: Path) -
     (tmp_path / "classes.txt").write_text("Run\nWa\x01lk\n")
     with pytest.raises(DataError, match=r"classes.txt: the name 'Wa\\x01lk' holds .* control character"):
         read_class_list(tmp_path / "classes.txt")
+
+
+def test_manifest_rows_that_leave_the_input_are_refused_alike_whether_the_file_exists_or_not(tmp_path: Path) -> None:
+    """``../../etc/shadow`` was opened, and 'exists' and 'missing' read differently: an existence oracle."""
+    root = tmp_path / "input"
+    touch(root, "clips/a.mp4")
+    touch(tmp_path, "outside.mp4")  # exists, outside the input
+    rows = ["clips/a.mp4", "../outside.mp4", "../gone.mp4", "clips/../../other.mp4", "../../../../etc/shadow",
+            str(tmp_path / "outside.mp4"), str(tmp_path / "gone.mp4"), "/etc/passwd"]  # fmt: skip
+    (root / "m.csv").write_text("".join(f"{row},Walk\n" for row in rows))
+    found = discover(root, manifest=root / "m.csv")
+    assert [video.relpath for video in found.videos] == ["clips/a.mp4"]
+    refused = {item.relpath: item for item in found.skipped}
+    assert sorted(refused) == sorted(["../outside.mp4", "../gone.mp4", "../other.mp4", "../../../../etc/shadow",
+                                      str(tmp_path / "outside.mp4"), str(tmp_path / "gone.mp4"), "/etc/passwd"])
+    assert {item.reason for item in refused.values()} == {
+        "outside the input directory: not read (pass --allow-outside-input to read files outside it)"
+    }
+    assert all(item.bad for item in refused.values())
+
+
+def test_allow_outside_reads_rows_outside_the_input(tmp_path: Path) -> None:
+    root = tmp_path / "input"
+    touch(root, "clips/a.mp4")
+    touch(tmp_path, "elsewhere/b.mp4", "elsewhere/c.mp4")
+    (root / "m.csv").write_text(f"clips/a.mp4,Walk\n../elsewhere/b.mp4,Run\n{tmp_path / 'elsewhere' / 'c.mp4'},Run\n")
+    found = discover(root, manifest=root / "m.csv", allow_outside=True)
+    assert [(video.relpath, video.path) for video in found.videos] == [
+        ("../elsewhere/b.mp4", root / "../elsewhere/b.mp4"),
+        (str(tmp_path / "elsewhere" / "c.mp4"), tmp_path / "elsewhere" / "c.mp4"),
+        ("clips/a.mp4", root / "clips/a.mp4"),
+    ]
+
+
+def special_files(root: Path) -> dict[str, str]:
+    """A named pipe, a link to /dev/zero, a folder and a device, each named like a video; -> what each is."""
+    root.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(root / "pipe.mp4")
+    (root / "zero.mp4").symlink_to("/dev/zero")
+    (root / "folder.mp4").mkdir()
+    (root / "null.mp4").symlink_to("/dev/null")
+    return {
+        "pipe.mp4": "is a named pipe (FIFO), not a video file",
+        "zero.mp4": "is a symbolic link to a character device (/dev/zero), not a video file",
+        "null.mp4": "is a symbolic link to a character device (/dev/null), not a video file",
+    }
+
+
+def test_a_pipe_a_device_or_a_folder_listed_in_the_manifest_is_skipped_saying_what_it_is(tmp_path: Path) -> None:
+    expected = special_files(tmp_path / "Walk")
+    touch(tmp_path, "Walk/ok.mp4")
+    names = [*expected, "folder.mp4", "ok.mp4", "gone.mp4"]
+    (tmp_path / "m.csv").write_text("".join(f"Walk/{name},Walk\n" for name in names))
+    found = discover(tmp_path, manifest=tmp_path / "m.csv")
+    assert [video.relpath for video in found.videos] == ["Walk/ok.mp4"]
+    reasons = {item.relpath: item.reason for item in found.skipped}
+    assert reasons == {
+        **{f"Walk/{name}": reason for name, reason in expected.items()},
+        "Walk/folder.mp4": "is a directory, not a video file",
+        "Walk/gone.mp4": "listed in m.csv but missing",
+    }
+
+
+def test_a_pipe_or_a_device_in_a_class_folder_is_skipped_saying_what_it_is(tmp_path: Path) -> None:
+    expected = special_files(tmp_path / "Walk")
+    touch(tmp_path, "Walk/ok.mp4", "Run/ok.mp4")
+    (tmp_path / "Run" / "dangling.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    found = discover(tmp_path)
+    assert [video.relpath for video in found.videos] == ["Run/ok.mp4", "Walk/ok.mp4"]  # folder.mp4: a folder, searched
+    assert {item.relpath: item.reason for item in found.skipped} == {
+        **{f"Walk/{name}": reason for name, reason in expected.items()},
+        "Run/dangling.mp4": "is a broken symbolic link, not a video file",
+    }
