@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import numbers
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -222,16 +223,36 @@ class ClipSpec:
     clip_stride: int = 15
 
     SAMPLINGS: typing.ClassVar[tuple[str, ...]] = ("uniform", "head", "sliding")
+    # Bounds: far beyond what 3D CNNs take (C3D 16x112x112, I3D 64x224x224), small enough that a clip spec read from a
+    # file cannot make predict or processing allocate without end.
+    MAX_FRAMES: typing.ClassVar[int] = 512
+    MAX_SIDE: typing.ClassVar[int] = 1024
+    MAX_CLIP_BYTES: typing.ClassVar[int] = 64 * 2**20
+    MAX_STEP: typing.ClassVar[int] = 100_000
 
     def __post_init__(self) -> None:
-        if self.frames < 1:
-            raise ValueError(f"frames must be at least 1, got {self.frames}")
-        if self.height < 4 or self.width < 4:
-            raise ValueError(f"size must be at least 4x4, got {self.height}x{self.width}")
+        for name in ("frames", "height", "width", "frame_step", "clip_stride"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                raise ValueError(f"{name} must be a whole number, got {value!r}")
+        if not isinstance(self.gray, bool):
+            raise ValueError(f"gray must be true or false, got {self.gray!r}")
+        if not 1 <= self.frames <= self.MAX_FRAMES:
+            raise ValueError(f"frames must be between 1 and {self.MAX_FRAMES}, got {self.frames}")
+        if not (4 <= self.height <= self.MAX_SIDE and 4 <= self.width <= self.MAX_SIDE):
+            raise ValueError(
+                f"size must be between 4x4 and {self.MAX_SIDE}x{self.MAX_SIDE}, got {self.height}x{self.width}"
+            )
         if self.sampling not in self.SAMPLINGS:
             raise ValueError(f"sampling must be one of {', '.join(self.SAMPLINGS)}, got {self.sampling!r}")
-        if self.frame_step < 1 or self.clip_stride < 1:
-            raise ValueError("frame_step and clip_stride must be at least 1")
+        if not (1 <= self.frame_step <= self.MAX_STEP and 1 <= self.clip_stride <= self.MAX_STEP):
+            raise ValueError(f"frame_step and clip_stride must be between 1 and {self.MAX_STEP}")
+        clip_bytes = self.frames * self.height * self.width * self.channels
+        if clip_bytes > self.MAX_CLIP_BYTES:
+            raise ValueError(
+                f"a clip of {self.frames}x{self.height}x{self.width}x{self.channels} takes {clip_bytes / 2**20:.0f} MiB; "
+                f"at most {self.MAX_CLIP_BYTES // 2**20} MiB: fewer frames or a smaller size"
+            )
 
     @property
     def channels(self) -> int:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
-import tarfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +19,17 @@ from pathlib import Path
 import numpy as np
 
 from video3dcnn.config import ClipSpec
-from video3dcnn.errors import ConfigError, DataError, ToolkitError
+from video3dcnn.errors import ConfigError, DataError, ToolkitError, VideoDecodeError
 from video3dcnn.files import write_text_atomic
-from video3dcnn.model_files import CLIP_SPEC_FILE, MODEL_ARCHIVE, MODEL_DIR_FILES, MODEL_FILE
+from video3dcnn.discovery import not_a_file
+from video3dcnn.model_files import (
+    CLIP_SPEC_FILE,
+    MODEL_ARCHIVE,
+    MODEL_DIR_FILES,
+    MODEL_FILE,
+    extract_model_archive,
+    read_clip_spec,
+)
 from video3dcnn.shards import CLASSES_FILE, read_classes
 
 logger = logging.getLogger(__name__)
@@ -57,44 +63,67 @@ class VideoPrediction:
         return self.ranked[0][1] if self.ranked else None
 
 
-def _extract_archive(model_dir: Path) -> None:
-    """Unpack a ``model.tar.gz`` downloaded from S3 in place (only the three files predict needs)."""
-    with tarfile.open(model_dir / MODEL_ARCHIVE, "r:gz") as archive:
-        for name in MODEL_DIR_FILES:
-            try:
-                member = archive.getmember(name)
-            except KeyError:
-                raise DataError(f"{model_dir / MODEL_ARCHIVE} lacks {name}: is it a video3dcnn model archive?") from None
-            archive.extract(member, model_dir, filter="data")
-
-
-def load_trained(model_dir: Path) -> TrainedModel:
-    """Load ``model.keras``, ``classes.txt`` and ``clip_spec.json`` from ``model_dir``.
-
-    Raises:
-        ConfigError: ``model_dir`` is not a trained-model directory (names the missing file).
-        DataError: the files are unreadable or disagree (class count vs. model output).
-    """
-    import keras
-
-    model_dir = Path(model_dir)
-    if not (model_dir / MODEL_FILE).is_file() and (model_dir / MODEL_ARCHIVE).is_file():
-        _extract_archive(model_dir)
+def _check_model_files(model_dir: Path) -> None:
+    """Raise ConfigError unless ``model_dir`` holds the three files as regular files (links to files are fine)."""
     for name in MODEL_DIR_FILES:
-        if not (model_dir / name).is_file():
+        kind = not_a_file(model_dir / name)
+        if kind == "missing":
             raise ConfigError(
                 f"{model_dir} has no {name}: point --model-dir at the model directory of 'video3dcnn train' "
-                "(or an extracted model.tar.gz)"
+                "(or a folder holding its model.tar.gz)"
             )
-    classes = tuple(read_classes(model_dir / CLASSES_FILE))
+        if kind is not None:
+            raise ConfigError(f"{model_dir / name} is {kind}, not a file")
+
+
+def _load_keras_model(path: Path):
+    """``keras.saving.load_model`` (Keras' safe mode: no code in the file runs), failures as one line."""
+    import keras
+
     try:
-        spec = ClipSpec.from_dict(json.loads((model_dir / CLIP_SPEC_FILE).read_text(encoding="utf-8")))
-        model = keras.saving.load_model(model_dir / MODEL_FILE, compile=False)
-    except (ValueError, TypeError, OSError) as exc:
-        raise DataError(f"cannot load the model in {model_dir}: {exc}") from None
+        return keras.saving.load_model(path, compile=False)
+    except Exception as exc:  # noqa: BLE001 - whatever a damaged or foreign file makes Keras raise is a data problem
+        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise DataError(f"cannot load the model {path}: {reason}") from None
+
+
+def check_model_fits(model, spec: ClipSpec, classes: Sequence[str], model_dir: Path) -> None:
+    """Refuse a model whose input is not the clip spec's clips, or whose output is not one score per class.
+
+    Raises:
+        DataError: naming both sides (the files of one directory come from different runs, or were edited).
+    """
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise DataError(f"{model_dir / MODEL_FILE} has {len(model.inputs)} inputs and {len(model.outputs)} outputs, not 1")
+    takes = tuple(model.inputs[0].shape[1:])
+    if len(takes) != 4 or any(dim is not None and dim != want for dim, want in zip(takes, spec.shape)):
+        shown = "x".join("?" if dim is None else str(dim) for dim in takes)
+        raise DataError(
+            f"{model_dir / CLIP_SPEC_FILE} describes {'x'.join(map(str, spec.shape))} clips (TxHxWxC) but "
+            f"{MODEL_FILE} takes {shown}: the files come from different training runs"
+        )
     outputs = model.outputs[0].shape[-1]
     if outputs != len(classes):
         raise DataError(f"{model_dir / MODEL_FILE} predicts {outputs} classes but classes.txt lists {len(classes)}")
+
+
+def load_trained(model_dir: Path) -> TrainedModel:
+    """Load ``model.keras``, ``classes.txt`` and ``clip_spec.json`` from ``model_dir`` (unpacking a ``model.tar.gz``
+    found there instead, see ``model_files.extract_model_archive``).
+
+    Raises:
+        ConfigError: ``model_dir`` is not a trained-model directory (names the missing file).
+        DataError: the files are unreadable, out of bounds or disagree (clip spec vs. model input, class count vs.
+            model output), or the archive is not one.
+    """
+    model_dir = Path(model_dir)
+    if not_a_file(model_dir / MODEL_FILE) == "missing" and not_a_file(model_dir / MODEL_ARCHIVE) is None:
+        extract_model_archive(model_dir)
+    _check_model_files(model_dir)
+    classes = tuple(read_classes(model_dir / CLASSES_FILE))
+    spec = read_clip_spec(model_dir / CLIP_SPEC_FILE)
+    model = _load_keras_model(model_dir / MODEL_FILE)
+    check_model_fits(model, spec, classes, model_dir)
     return TrainedModel(model, classes, spec, model_dir)
 
 
@@ -118,6 +147,9 @@ def video_probabilities(trained: TrainedModel, path: Path, batch_size: int = 32)
     """
     from video3dcnn.video import FROZEN_WARNING, decode_clips, frozen
 
+    kind = not_a_file(Path(path))
+    if kind is not None and kind != "missing":  # a named pipe would block the decoder; missing files it reports
+        raise VideoDecodeError(f"{path} is {kind}, not a video file")
     decoded = decode_clips(Path(path), trained.clip_spec)
     if frozen(decoded):
         logger.warning("%s: %s", path, FROZEN_WARNING)
@@ -126,13 +158,21 @@ def video_probabilities(trained: TrainedModel, path: Path, batch_size: int = 32)
 
 
 def predict_videos(trained: TrainedModel, paths: Iterable[Path], batch_size: int = 32) -> Iterator[VideoPrediction]:
-    """Predict every video; one that cannot be decoded yields a prediction with ``error`` set instead of raising."""
+    """Predict every video; one that fails yields a prediction with ``error`` set instead of raising, so one bad
+    file never ends a run: a ``ToolkitError`` gives its reason, anything else ``internal error: <type>: <message>``
+    (its traceback is logged at DEBUG level)."""
     for path in paths:
         try:
             probabilities, clips = video_probabilities(trained, path, batch_size)
         except ToolkitError as exc:
             logger.warning("%s: %s", path, exc)
             yield VideoPrediction(Path(path), error=str(exc))
+            continue
+        except Exception as exc:  # noqa: BLE001 - the row reports it; the other videos still get predictions
+            reason = f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+            logger.error("%s: %s (--log-level DEBUG shows the traceback)", path, reason)
+            logger.debug("%s", path, exc_info=True)
+            yield VideoPrediction(Path(path), error=reason)
             continue
         yield VideoPrediction(Path(path), rank(probabilities, trained.classes), clips)
 

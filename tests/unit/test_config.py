@@ -154,8 +154,13 @@ def test_clip_spec_shape_and_dict_round_trip():
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"frames": 0}, "frames"), ({"height": 3}, "at least 4x4"), ({"sampling": "random"}, "sampling"),
-     ({"frame_step": 0}, "frame_step")],
+    [({"frames": 0}, "frames"), ({"height": 3}, "between 4x4 and 1024x1024"), ({"sampling": "random"}, "sampling"),
+     ({"frame_step": 0}, "frame_step"),
+     # absurd values from a hostile or damaged clip_spec.json: a 30 GB allocation per clip, or wrong types
+     ({"height": 100000, "width": 100000}, "between 4x4 and 1024x1024"), ({"frames": 513}, "between 1 and 512"),
+     ({"frames": 128, "height": 512, "width": 512}, "96 MiB; at most 64 MiB"), ({"frames": "16"}, "whole number"),
+     ({"frames": 15.5}, "whole number"), ({"width": True}, "whole number"), ({"gray": "no"}, "true or false"),
+     ({"clip_stride": 10**9}, "between 1 and 100000")],
 )
 def test_clip_spec_refuses_impossible_clips(kwargs, message):
     with pytest.raises(ValueError, match=message):
