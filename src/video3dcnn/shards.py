@@ -421,6 +421,18 @@ def read_manifest(path: Path) -> dict:
     return manifest
 
 
+def manifest_clip_spec(manifest: dict, path: Path) -> ClipSpec:
+    """The clip spec of a manifest read from ``path``.
+
+    Raises:
+        DataError: missing, or out of ``ClipSpec``'s bounds (naming the manifest).
+    """
+    try:
+        return ClipSpec.from_dict(manifest["clip_spec"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DataError(f"{path} holds no valid clip_spec ({exc}): reprocess the videos") from None
+
+
 def find_manifests(directory: Path) -> list[Path]:
     """All manifests directly in ``directory`` (sorted)."""
     return sorted(directory.glob(f"{MANIFEST_PREFIX}*.json"))
@@ -465,8 +477,8 @@ def load_index(directory: Path) -> DatasetIndex:
     for path in manifests:
         manifest = first if path == first_path else read_manifest(path)
         check_same_data(
-            (first["classes"], ClipSpec.from_dict(first["clip_spec"]), first_path.name),
-            (manifest["classes"], ClipSpec.from_dict(manifest["clip_spec"]), path.name),
+            (first["classes"], manifest_clip_spec(first, first_path), first_path.name),
+            (manifest["classes"], manifest_clip_spec(manifest, path), path.name),
         )
         for entry in manifest["shards"]:
             shard_path = directory / entry["file"]
@@ -476,7 +488,7 @@ def load_index(directory: Path) -> DatasetIndex:
     return DatasetIndex(
         directory=directory,
         classes=tuple(first["classes"]),
-        clip_spec=ClipSpec.from_dict(first["clip_spec"]),
+        clip_spec=manifest_clip_spec(first, first_path),
         shards=tuple(shards),
         manifests=tuple(manifests),
     )

@@ -221,3 +221,15 @@ def test_clips_compressed_elsewhere_give_the_same_file(tmp_path):
     with pytest.raises(ValueError, match="6 compressed pieces for 7 clips"):
         shards.write_shard(tmp_path / "short.npz", shard, clip_pieces=pieces[:6])
     assert not (tmp_path / "short.npz").exists()
+
+
+def test_a_manifest_with_an_absurd_clip_spec_is_a_one_line_error(tmp_path) -> None:
+    from trainkit import write_dataset
+
+    write_dataset(tmp_path)
+    path = tmp_path / "manifest-algo-1.json"
+    manifest = json.loads(path.read_text())
+    manifest["clip_spec"] = {**manifest["clip_spec"], "height": 100000, "width": 100000}
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match=r"manifest-algo-1.json holds no valid clip_spec \(size must be between"):
+        shards.load_index(tmp_path)
