@@ -2,10 +2,13 @@
 # Build the processing and training images, label them, and print their sizes and build times.
 #
 # Usage: docker/build-images.sh [--offline] [--prune] [--only processing|training] [-- EXTRA_DOCKER_BUILD_ARGS...]
+#        docker/build-images.sh --labels
 #   --offline   air-gapped build: BASE_IMAGE defaults to local/bookworm-python:3.11, PIP_NO_INDEX=1 and
 #               `--network none`; needs docker/build-base-image.sh and docker/fill-wheelhouse.sh to have run.
 #   --prune     remove the dangling builder-stage images the classic builder leaves behind (about 3.5 GB).
 #   --only      build one of the two images.
+#   --labels    build nothing; print the OCI label values as shell assignments for docker compose, which cannot run
+#               git itself: eval "$(docker/build-images.sh --labels)" && docker compose build
 # Environment:
 #   PROCESSING_IMAGE    tag of the processing image (default video3dcnn-processing:latest)
 #   TRAINING_IMAGE      tag of the training image (default video3dcnn-training:latest)
@@ -14,6 +17,9 @@
 #   TENSORFLOW_PACKAGE  tensorflow-cpu (default) or 'tensorflow[and-cuda]' for a GPU training image
 #   DOCKER              the docker CLI to use (default: docker on PATH)
 #   DOCKER_BUILDKIT     1 needs buildx, or Debian's docker.io 20.10 CLI (/usr/bin/docker), which has BuildKit built in
+#   VIDEO3DCNN_VERSION, VIDEO3DCNN_REVISION, VIDEO3DCNN_SOURCE
+#                       the OCI labels version, revision and source (default: the package version, the git commit
+#                       and the git remote of this tree; "unknown" without git)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,10 +33,11 @@ die() { echo "build-images: $*" >&2; exit 1; }
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
-offline=0 prune=0 only="" extra=()
+offline=0 prune=0 only="" extra=() labels=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --offline) offline=1 ;;
+        --labels) labels=1 ;;
         --prune) prune=1 ;;
         --only) only=${2:-}; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -41,9 +48,17 @@ while [ $# -gt 0 ]; do
 done
 case "$only" in ""|processing|training) ;; *) die "--only takes processing or training, not '$only'" ;; esac
 
-common=(--build-arg "VERSION=$(sed -n 's/^__version__ = "\(.*\)"/\1/p' src/video3dcnn/__init__.py)")
-common+=(--build-arg "REVISION=$(git rev-parse HEAD 2>/dev/null || echo unknown)")
-common+=(--build-arg "SOURCE=$(git config --get remote.origin.url 2>/dev/null || echo unknown)")
+VIDEO3DCNN_VERSION=${VIDEO3DCNN_VERSION:-$(sed -n 's/^__version__ = "\(.*\)"/\1/p' src/video3dcnn/__init__.py)}
+VIDEO3DCNN_REVISION=${VIDEO3DCNN_REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
+VIDEO3DCNN_SOURCE=${VIDEO3DCNN_SOURCE:-$(git config --get remote.origin.url 2>/dev/null || echo unknown)}
+if [ "$labels" = 1 ]; then
+    for name in VIDEO3DCNN_VERSION VIDEO3DCNN_REVISION VIDEO3DCNN_SOURCE; do
+        printf 'export %s=%q\n' "$name" "${!name}"
+    done
+    exit 0
+fi
+common=(--build-arg "VERSION=$VIDEO3DCNN_VERSION" --build-arg "REVISION=$VIDEO3DCNN_REVISION")
+common+=(--build-arg "SOURCE=$VIDEO3DCNN_SOURCE")
 [ -n "$PLATFORM" ] && common+=(--platform "$PLATFORM")
 [ -n "${TENSORFLOW_PACKAGE:-}" ] && common+=(--build-arg "TENSORFLOW_PACKAGE=$TENSORFLOW_PACKAGE")
 

@@ -74,10 +74,20 @@ def run_container(
         container.remove(force=True)
 
 
+PACKAGING_TOOLS = ("pip", "setuptools", "wheel", "pkg_resources")
 NO_BUILD_LEFTOVERS = (
-    "import os, shutil; "
+    "import glob, importlib.util, os, shutil, subprocess, sys; "
     "assert shutil.which('gcc') is None, 'gcc in the image'; "
     "assert not os.path.exists('/wheels'), 'wheels in the image'; "
+    # pip, setuptools and wheel: not on PATH, not in the venv, not in the base image's Python, no wheels to reinstall
+    "found = [name for name in ('pip', 'pip3', 'wheel', 'easy_install') if shutil.which(name)]; assert not found, found; "
+    f"found = [n for n in {PACKAGING_TOOLS} if importlib.util.find_spec(n)]; assert not found, found; "
+    "base = os.path.join(sys.base_prefix, 'bin', 'python3'); "
+    f'probe = "import importlib.util as u; print([n for n in {PACKAGING_TOOLS} if u.find_spec(n)])"; '
+    "found = subprocess.run([base, '-c', probe], capture_output=True, text=True, check=True).stdout.strip(); "
+    "assert found == '[]', (base, found); "
+    "found = [path for pattern in ('/usr/share/python-wheels/*', '/usr/lib/python3*/ensurepip/_bundled/*', "
+    "'/usr/local/lib/python3*/ensurepip/_bundled/*') for path in glob.glob(pattern)]; assert not found, found; "
 )
 
 

@@ -12,6 +12,7 @@ the image tags of the session (PROCESSING_IMAGE and TRAINING_IMAGE), so compose 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -132,3 +133,37 @@ def test_scripted_training_does_not_start_when_processing_fails(project: Project
     assert "broken.avi" in (opt_ml / "work/processing-output/message").read_text(encoding="utf-8")
     # train never ran: had it started on the missing data, it would have written output/failure
     assert not any((opt_ml / "work/output" / name).exists() for name in ("success", "failure"))
+
+
+README_LABELLED_BUILD = 'eval "$(docker/build-images.sh --labels)" && docker compose build preprocess'
+
+
+def test_images_built_by_compose_carry_the_labels_of_the_tree_through_the_readme_command(
+    project: Project, docker_client
+) -> None:
+    """Compose cannot run git: a plain build labels the image 'dev'/'unknown', the README's command the real values."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert README_LABELLED_BUILD.replace(" preprocess", "") in readme
+    expected = dict(line.removeprefix("export ").split("=", 1) for line in subprocess.run(
+        ["docker/build-images.sh", "--labels"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines())  # fmt: skip
+    revision = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True).stdout
+    assert expected["VIDEO3DCNN_REVISION"] == revision.strip()
+    tag = f"video3dcnn-processing:labels-{uuid.uuid4().hex[:8]}"
+    offline = {"BASE_IMAGE": "local/bookworm-python:3.11", "PIP_NO_INDEX": "1", "BUILD_NETWORK": "none"}
+    env = {**{k: v for k, v in project.env.items() if not k.startswith("VIDEO3DCNN_")}, **offline,
+           "PROCESSING_IMAGE": tag}  # fmt: skip
+    try:
+        for command, labels in (
+            ("docker compose build preprocess", {"version": "dev", "revision": "unknown", "source": "unknown"}),
+            (README_LABELLED_BUILD, {key: expected[f"VIDEO3DCNN_{key.upper()}"] for key in ("version", "revision", "source")}),
+        ):  # fmt: skip
+            line = project.compose.shell(command)
+            result = subprocess.run(["bash", "-c", line], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                                    timeout=COMPOSE_TIMEOUT_S)  # fmt: skip
+            assert result.returncode == 0, _tail(result)
+            found = docker_client.images.get(tag).labels
+            assert {key: found[f"org.opencontainers.image.{key}"] for key in labels} == labels, command
+    finally:
+        with contextlib.suppress(Exception):
+            docker_client.images.remove(tag)

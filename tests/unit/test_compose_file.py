@@ -126,3 +126,15 @@ def test_bundled_sample_is_small_and_has_every_class() -> None:
     videos = sorted((REPO_ROOT / "local/videos").rglob("*.mp4"))
     assert sum(path.stat().st_size for path in videos) <= SAMPLE_MAX_BYTES
     assert sorted({path.parent.name for path in videos}) == ["MoveDown", "MoveLeft", "MoveRight", "MoveUp"]
+
+
+@pytest.mark.parametrize(("service", "dockerfile"), [("preprocess", "Dockerfile.processing"), ("train", "Dockerfile.training")])
+def test_compose_passes_the_label_variables_that_build_images_prints(services: dict, service: str, dockerfile: str) -> None:
+    """Compose cannot run git: the labels come from VIDEO3DCNN_* variables, which `build-images.sh --labels` sets."""
+    compose = (REPO_ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+    script = (REPO_ROOT / "docker/build-images.sh").read_text(encoding="utf-8")
+    text = (REPO_ROOT / dockerfile).read_text(encoding="utf-8")
+    for arg, default in (("VERSION", "dev"), ("REVISION", "unknown"), ("SOURCE", "unknown")):
+        assert f"{arg}: ${{VIDEO3DCNN_{arg}:-{default}}}" in compose
+        assert services[service]["build"]["args"][arg] == default
+        assert f"ARG {arg}={default}" in text and f"VIDEO3DCNN_{arg}" in script
