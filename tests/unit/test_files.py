@@ -39,3 +39,15 @@ def test_a_failing_block_leaves_neither_the_file_nor_its_temporary(tmp_path: Pat
             raise RuntimeError("killed while writing")
     assert path.read_bytes() == b"the previous model"
     assert list(tmp_path.iterdir()) == [path]
+
+
+def test_a_file_lock_refuses_a_second_holder_at_once_naming_the_first(tmp_path: Path) -> None:
+    path = tmp_path / ".lock"
+    with files.FileLock.acquire(path, "run A, process 1"):
+        assert path.read_text() == "run A, process 1\n"
+        with pytest.raises(files.LockedError) as caught:
+            files.FileLock.acquire(path, "run B")  # a second open file description: refused like another process
+        assert caught.value.holder == "run A, process 1"
+    assert not path.exists()  # removed with the lock
+    with files.FileLock.acquire(path, "run B"):  # free again
+        assert path.read_text() == "run B\n"
