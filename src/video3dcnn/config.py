@@ -249,9 +249,10 @@ class ClipSpec:
             raise ValueError(f"frame_step and clip_stride must be between 1 and {self.MAX_STEP}")
         clip_bytes = self.frames * self.height * self.width * self.channels
         if clip_bytes > self.MAX_CLIP_BYTES:
+            shape = f"{self.frames}x{self.height}x{self.width}x{self.channels}"
             raise ValueError(
-                f"a clip of {self.frames}x{self.height}x{self.width}x{self.channels} takes {clip_bytes / 2**20:.0f} MiB; "
-                f"at most {self.MAX_CLIP_BYTES // 2**20} MiB: fewer frames or a smaller size"
+                f"a clip of {shape} takes {clip_bytes / 2**20:.0f} MiB; at most {self.MAX_CLIP_BYTES // 2**20} MiB: "
+                "fewer frames or a smaller size"
             )
 
     @property

@@ -64,7 +64,9 @@ def _wanted_members(archive: tarfile.TarFile, path: Path, limit: int) -> dict[st
     missing = [name for name in MODEL_DIR_FILES if name not in found]
     if missing:
         held = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "") or "nothing"
-        raise DataError(f"{path} lacks {', '.join(missing)} at its top level (it holds {held}): is it a video3dcnn model?")
+        raise DataError(
+            f"{path} lacks {', '.join(missing)} at its top level (it holds {held}): is it a video3dcnn model?"
+        )
     return found
 
 

@@ -94,7 +94,8 @@ def check_model_fits(model, spec: ClipSpec, classes: Sequence[str], model_dir: P
         DataError: naming both sides (the files of one directory come from different runs, or were edited).
     """
     if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise DataError(f"{model_dir / MODEL_FILE} has {len(model.inputs)} inputs and {len(model.outputs)} outputs, not 1")
+        counts = f"{len(model.inputs)} inputs and {len(model.outputs)} outputs"
+        raise DataError(f"{model_dir / MODEL_FILE} has {counts}, not one of each")
     takes = tuple(model.inputs[0].shape[1:])
     if len(takes) != 4 or any(dim is not None and dim != want for dim, want in zip(takes, spec.shape)):
         shown = "x".join("?" if dim is None else str(dim) for dim in takes)

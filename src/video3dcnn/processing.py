@@ -473,6 +473,7 @@ def process(
 
     Raises:
         ConfigError, DataError: bad options or input, nothing decoded, or too many bad videos (no manifest written).
+        OutputError: the output cannot be written, or another run is writing ``host``'s files there.
         WorkerDiedError: a decoding process was killed.
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
@@ -494,7 +495,9 @@ def _decode_and_write(run: _Run, videos: Sequence[LabelledVideo]) -> ProcessResu
     options, spec = run.options, run.options.clip_spec()
     videos = shard_order(videos)
     if not videos:
-        logger.warning("no videos for this instance (%d in the input); writing an empty manifest", len(run.found.videos))
+        logger.warning(
+            "no videos for this instance (%d in the input); writing an empty manifest", len(run.found.videos)
+        )
     workers = max(1, min(options.workers or default_workers(), len(videos)))
     logger.info("decoding %d videos with %d workers into %s clips %s", len(videos), workers, spec.sampling, spec.shape)
     try:
@@ -544,7 +547,9 @@ def _check_own_shards(run: _Run) -> None:
         except OSError as exc:
             raise OutputError(f"cannot read {path}: {exc.strerror or exc}") from None
         if found != run.run_id:
-            what = "was removed" if found == "missing" else f"was replaced by run {found}"
+            what = {"missing": "was removed", None: "was replaced by another run's"}.get(
+                found, f"was replaced by run {found}"
+            )
             raise OutputError(
                 f"{path} {what} while run {run.run_id} wrote it: another run is writing into {run.output_dir} under "
                 f"the name {run.host}; no manifest was written: run one at a time, or give each its own --output"

@@ -80,7 +80,8 @@ NO_BUILD_LEFTOVERS = (
     "assert shutil.which('gcc') is None, 'gcc in the image'; "
     "assert not os.path.exists('/wheels'), 'wheels in the image'; "
     # pip, setuptools and wheel: not on PATH, not in the venv, not in the base image's Python, no wheels to reinstall
-    "found = [name for name in ('pip', 'pip3', 'wheel', 'easy_install') if shutil.which(name)]; assert not found, found; "
+    "found = [name for name in ('pip', 'pip3', 'wheel', 'easy_install') if shutil.which(name)]; "
+    "assert not found, found; "
     f"found = [n for n in {PACKAGING_TOOLS} if importlib.util.find_spec(n)]; assert not found, found; "
     "base = os.path.join(sys.base_prefix, 'bin', 'python3'); "
     f'probe = "import importlib.util as u; print([n for n in {PACKAGING_TOOLS} if u.find_spec(n)])"; '

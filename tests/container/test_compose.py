@@ -153,11 +153,12 @@ def test_images_built_by_compose_carry_the_labels_of_the_tree_through_the_readme
     offline = {"BASE_IMAGE": "local/bookworm-python:3.11", "PIP_NO_INDEX": "1", "BUILD_NETWORK": "none"}
     env = {**{k: v for k, v in project.env.items() if not k.startswith("VIDEO3DCNN_")}, **offline,
            "PROCESSING_IMAGE": tag}  # fmt: skip
+    labelled = {key: expected[f"VIDEO3DCNN_{key.upper()}"] for key in ("version", "revision", "source")}
     try:
         for command, labels in (
             ("docker compose build preprocess", {"version": "dev", "revision": "unknown", "source": "unknown"}),
-            (README_LABELLED_BUILD, {key: expected[f"VIDEO3DCNN_{key.upper()}"] for key in ("version", "revision", "source")}),
-        ):  # fmt: skip
+            (README_LABELLED_BUILD, labelled),
+        ):
             line = project.compose.shell(command)
             result = subprocess.run(["bash", "-c", line], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                                     timeout=COMPOSE_TIMEOUT_S)  # fmt: skip

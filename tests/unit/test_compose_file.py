@@ -128,8 +128,12 @@ def test_bundled_sample_is_small_and_has_every_class() -> None:
     assert sorted({path.parent.name for path in videos}) == ["MoveDown", "MoveLeft", "MoveRight", "MoveUp"]
 
 
-@pytest.mark.parametrize(("service", "dockerfile"), [("preprocess", "Dockerfile.processing"), ("train", "Dockerfile.training")])
-def test_compose_passes_the_label_variables_that_build_images_prints(services: dict, service: str, dockerfile: str) -> None:
+@pytest.mark.parametrize(
+    ("service", "dockerfile"), [("preprocess", "Dockerfile.processing"), ("train", "Dockerfile.training")]
+)
+def test_compose_passes_the_label_variables_that_build_images_prints(
+    services: dict, service: str, dockerfile: str
+) -> None:
     """Compose cannot run git: the labels come from VIDEO3DCNN_* variables, which `build-images.sh --labels` sets."""
     compose = (REPO_ROOT / "docker-compose.yml").read_text(encoding="utf-8")
     script = (REPO_ROOT / "docker/build-images.sh").read_text(encoding="utf-8")
