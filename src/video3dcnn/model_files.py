@@ -33,6 +33,7 @@ MODEL_DIR_FILES = (MODEL_FILE, CLASSES_FILE, CLIP_SPEC_FILE)  # everything predi
 EXTRACTION_FLOOR = 64 * 2**20  # extraction may write this much whatever the archive's size...
 EXPANSION_RATIO = 10  # ...plus this many times the archive's size (a model.keras gzips to about 1/1.1 of its size)
 CLIP_SPEC_MAX_BYTES = 2**16  # a clip_spec.json is about 200 bytes
+REQUIRED_SPEC_KEYS = ("frames", "height", "width")  # the other keys have defaults (ClipSpec)
 
 
 def extraction_limit(archive_bytes: int) -> int:
@@ -117,8 +118,6 @@ def _unpacking(path: Path) -> Iterator[None]:
     except OSError as exc:
         raise DataError(f"cannot unpack {path}: {exc.strerror or exc}") from None
 
-
-REQUIRED_SPEC_KEYS = ("frames", "height", "width")
 
 
 def read_clip_spec(path: Path) -> ClipSpec:
