@@ -12,6 +12,7 @@ the ``imageio-ffmpeg`` package, ``h264`` (.mp4/.mkv) and others, with a chosen k
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +26,10 @@ OPENCV_CODECS = {"mjpg": ("MJPG", ".avi"), "mp4v": ("mp4v", ".mp4"), "xvid": ("X
 FFMPEG_CODECS = {
     "h264": ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", "-crf", "18"],
     "mpeg4": ["-c:v", "mpeg4", "-q:v", "3"],
-    "vp9": ["-c:v", "libvpx-vp9", "-b:v", "0", "-crf", "30", "-deadline", "realtime"],
+    "vp9": ["-c:v", "libvpx-vp9", "-pix_fmt", "yuv420p", "-b:v", "0", "-crf", "30", "-deadline", "realtime"],
     "mjpeg": ["-c:v", "mjpeg", "-q:v", "3"],
+    "hevc": ["-c:v", "libx265", "-pix_fmt", "yuv420p", "-preset", "veryfast", "-x265-params", "log-level=error"],
+    "mpeg2": ["-c:v", "mpeg2video", "-q:v", "3"],
 }
 
 
@@ -159,9 +162,139 @@ SHORTCUT_SPECS = {
 
 def assert_same_as_sequential(fast, path: Path, spec) -> None:
     """``fast`` (a shortcut's ``DecodedVideo``) is bit-identical to one sequential pass over ``path``."""
-    from video3dcnn.video import _decode_sequential
+    from video3dcnn.config import DEFAULT_MAX_PIXELS
+    from video3dcnn.decoding.video import _decode_sequential
 
-    full = _decode_sequential(path, spec, None)
+    full = _decode_sequential(path, spec, None, DEFAULT_MAX_PIXELS)
     assert np.array_equal(fast.clips, full.clips)  # bit-identical, not merely close
     assert np.array_equal(fast.frame_indices, full.frame_indices)
     assert fast.num_frames == full.num_frames
+
+
+def ffmpeg(*args: str) -> None:
+    """Run the ffmpeg of imageio-ffmpeg quietly."""
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", *args], check=True)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of test video (``KINDS``): how it is made and what decoding it must do.
+
+    Attributes:
+        make: writes the video into a directory, from the video of kind ``source`` when there is one.
+        source: the kind this one is made from (copied, cut, patched), or None.
+        intact: every byte as written (not cut short): decoding must then give OpenCV 4.12's frames.
+        runs: the keyframe-run shortcut applies (False: it must decline, and one sequential pass decodes).
+        turns: quarter turns of display rotation (the frames then no longer read as their index).
+    """
+
+    make: Callable[[Path, Path | None], Path]
+    source: str | None = None
+    intact: bool = True
+    runs: bool = True
+    turns: int = 0
+
+
+KIND_FRAMES, KIND_HEIGHT, KIND_WIDTH = 60, 48, 64
+
+
+def _encoded(suffix: str, codec: str, gop: int | None = 12, extra: tuple[str, ...] = ()) -> Callable:
+    def make(directory: Path, source: Path | None) -> Path:
+        frames = [index_frame(i, KIND_HEIGHT, KIND_WIDTH) for i in range(KIND_FRAMES)]
+        return write_frames(directory / f"video{suffix}", frames, codec=codec, gop=gop, extra_args=list(extra))
+
+    return make
+
+
+def _copied(suffix: str, before: tuple[str, ...] = (), after: tuple[str, ...] = ()) -> Callable:
+    """A stream copy with ffmpeg options ``before`` and ``after`` the input (display rotation, a start time, ...)."""
+
+    def make(directory: Path, source: Path | None) -> Path:
+        path = directory / f"copy{suffix}"
+        ffmpeg(*before, "-i", str(source), "-c", "copy", *after, str(path))
+        return path
+
+    return make
+
+
+def _cut(fraction: float) -> Callable:
+    """The first ``fraction`` of the bytes: an incomplete download."""
+
+    def make(directory: Path, source: Path | None) -> Path:
+        path = directory / f"cut{source.suffix}"
+        path.write_bytes(source.read_bytes()[: int(source.stat().st_size * fraction)])
+        return path
+
+    return make
+
+
+def _avi_claiming(count: int) -> Callable:
+    """An AVI file whose headers (``avih`` total frames, ``strh`` length) claim ``count`` frames."""
+
+    def make(directory: Path, source: Path | None) -> Path:
+        data = bytearray(source.read_bytes())
+        avih, strh = data.index(b"avih") + 8, data.index(b"strh") + 8
+        data[avih + 16 : avih + 20] = count.to_bytes(4, "little")  # dwTotalFrames
+        data[strh + 32 : strh + 36] = count.to_bytes(4, "little")  # dwLength
+        path = directory / f"claims-{count}.avi"
+        path.write_bytes(bytes(data))
+        return path
+
+    return make
+
+
+X264_OPEN_GOP = ("-x264-params", "open-gop=1:keyint=12:min-keyint=12:scenecut=0")
+INTERLACED = ("-x264-params", "interlaced=1")
+KINDS: dict[str, Kind] = {
+    "h264-mp4": Kind(_encoded(".mp4", "h264")),
+    "h264-long-gop-mp4": Kind(_encoded(".mp4", "h264", 250)),
+    "h264-faststart-mp4": Kind(_copied(".mp4", after=("-movflags", "+faststart")), "h264-mp4"),
+    "h264-mov": Kind(_encoded(".mov", "h264")),
+    "h264-mkv": Kind(_encoded(".mkv", "h264")),
+    "h264-ts": Kind(_encoded(".ts", "h264")),
+    "h264-avi": Kind(_encoded(".avi", "h264"), runs=False),  # AVI has no times: FFmpeg guesses, wrongly here
+    "h264-open-gop-mp4": Kind(_encoded(".mp4", "h264", None, X264_OPEN_GOP)),
+    "h264-open-gop-mkv": Kind(_encoded(".mkv", "h264", None, X264_OPEN_GOP)),
+    "h264-interlaced-mp4": Kind(_encoded(".mp4", "h264", 12, INTERLACED)),
+    "h264-interlaced-mkv": Kind(_encoded(".mkv", "h264", 12, INTERLACED)),
+    "h264-interlaced-ts": Kind(_encoded(".ts", "h264", 12, INTERLACED)),
+    "h264-rotated-mp4": Kind(_copied(".mp4", before=("-display_rotation", "90")), "h264-mp4", turns=1),
+    "hevc-mp4": Kind(_encoded(".mp4", "hevc")),
+    "hevc-mkv": Kind(_encoded(".mkv", "hevc")),
+    "vp9-webm": Kind(_encoded(".webm", "vp9")),
+    "mpeg4-avi": Kind(_encoded(".avi", "mpeg4")),
+    "mpeg4-bframes-avi": Kind(_encoded(".avi", "mpeg4", 12, ("-bf", "2"))),
+    "mpeg4-bframes-mp4": Kind(_encoded(".mp4", "mpeg4", 12, ("-bf", "2"))),
+    "mpeg4-rotated-mp4": Kind(_copied(".mp4", before=("-display_rotation", "-90")), "mpeg4-bframes-mp4", turns=3),
+    "xvid-avi": Kind(_encoded(".avi", "xvid")),
+    "mp4v-mp4": Kind(_encoded(".mp4", "mp4v")),
+    "mjpg-avi": Kind(_encoded(".avi", "mjpg")),
+    "mjpeg-mov": Kind(_encoded(".mov", "mjpeg")),
+    "mpeg2-ts": Kind(_encoded(".ts", "mpeg2")),
+    "mpeg1-raw-stream": Kind(_encoded(".m1v", "mpeg2", 12, ("-c:v", "mpeg1video", "-f", "mpeg1video"))),
+    "avi-claiming-more-frames": Kind(_avi_claiming(10 * KIND_FRAMES), "mpeg4-bframes-avi"),
+    "avi-claiming-fewer-frames": Kind(_avi_claiming(KIND_FRAMES // 3), "mpeg4-avi"),
+    "mp4-edit-list-hiding-frames": Kind(_copied(".mp4", before=("-ss", "0.5")), "h264-mp4", runs=False),
+    "avi-cut-short": Kind(_cut(0.75), "mpeg4-avi", intact=False, runs=False),  # its last packet: marked corrupt
+    "mp4-cut-short": Kind(_cut(0.75), "h264-faststart-mp4", intact=False, runs=False),
+    "mkv-cut-short": Kind(_cut(0.75), "h264-mkv", intact=False),
+    "ts-cut-short": Kind(_cut(0.75), "h264-ts", intact=False),
+}
+
+
+def write_kinds(directory: Path, names: list[str] | None = None) -> dict[str, Path]:
+    """Write the ``KINDS`` named (default: all), each in a folder of its own; the kinds they are made from too."""
+    made: dict[str, Path] = {}
+
+    def write(name: str) -> Path:
+        if name not in made:
+            kind = KINDS[name]
+            source = write(kind.source) if kind.source else None
+            folder = directory / name
+            folder.mkdir(parents=True, exist_ok=True)
+            made[name] = kind.make(folder, source)
+        return made[name]
+
+    for name in names or list(KINDS):
+        write(name)
+    return made

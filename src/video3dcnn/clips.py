@@ -16,14 +16,12 @@ Short videos never fail. ``uniform`` repeats indices (``n = 10, T = 15``: ``0 1 
 and a ``sliding`` video too short for one full window give a single clip whose positions past the end repeat the last
 frame (``n = 4, T = 6``: ``0 1 2 3 3 3``).
 
-The second half plans keyframe-aware decoding: given the wanted frames and the keyframe positions of a stream in which
-frame ``i`` is packet ``i``, ``plan_runs`` lists the shortest runs of frames to decode, each starting at a keyframe.
+``merge_runs`` joins the spans of packets that keyframe-aware decoding (``decoding.video``) must decode into runs.
 """
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -89,36 +87,16 @@ def wanted_frames(indices: np.ndarray) -> list[int]:
     return sorted({int(i) for i in np.asarray(indices).ravel()})
 
 
-def plan_runs(targets: Sequence[int], keyframes: Sequence[int]) -> list[tuple[int, int]]:
-    """Plan the runs of frames to decode so that every target is decoded exactly.
+def merge_runs(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Merge inclusive ``(start, stop)`` spans of packets to decode into runs, in decoding order.
 
-    A frame can only be decoded after the keyframe before it and every frame in between, so each run starts at a
-    keyframe and ends at a target. A target joins the current run when continuing from the run's end costs no more
-    than restarting at its own keyframe.
-
-    Args:
-        targets: wanted frame indices (any order, duplicates allowed).
-        keyframes: indices of keyframes, including 0.
-
-    Returns:
-        Inclusive ``(start, stop)`` runs in decoding order, non-overlapping.
-
-    Raises:
-        ValueError: no keyframe at or before the first target.
+    A span joins the run before it when it starts at most one packet after that run's end: continuing the run costs no
+    more than restarting at the span's own keyframe.
     """
-    keys = sorted(set(keyframes))
     runs: list[list[int]] = []
-    for target in sorted(set(targets)):
-        position = bisect.bisect_right(keys, target) - 1
-        if position < 0:
-            raise ValueError(f"no keyframe at or before frame {target}")
-        if runs and runs[-1][1] >= keys[position] - 1:
-            runs[-1][1] = target
+    for start, stop in sorted(spans):
+        if runs and start <= runs[-1][1] + 1:
+            runs[-1][1] = max(runs[-1][1], stop)
         else:
-            runs.append([keys[position], target])
+            runs.append([start, stop])
     return [(start, stop) for start, stop in runs]
-
-
-def runs_cost(runs: Sequence[tuple[int, int]]) -> int:
-    """Number of frames decoded by ``runs``."""
-    return sum(stop - start + 1 for start, stop in runs)

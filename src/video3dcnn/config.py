@@ -24,6 +24,9 @@ from video3dcnn.errors import ConfigError, UnknownOptionError
 
 TRUE_STRINGS = frozenset({"true", "1", "yes", "on"})
 FALSE_STRINGS = frozenset({"false", "0", "no", "off"})
+# The largest frame (width x height) decoding accepts unless told otherwise (``process --max-pixels``): 4096x4096,
+# room for 4K in either orientation; one frame of a 16000x16000 video would take 384 MB before any clip is made.
+DEFAULT_MAX_PIXELS = 4096 * 4096
 
 
 def parse_bool(value: str | bool | int) -> bool:

@@ -2,7 +2,7 @@
 
 A model directory (``SM_MODEL_DIR`` of a training job, i.e. ``model.tar.gz`` extracted) holds the files of
 ``model_files``: ``model.keras``, ``classes.txt`` and ``clip_spec.json``. Videos go through
-``video3dcnn.video.decode_clips`` with the stored clip spec, the same code path as ``video3dcnn process``, so
+``video3dcnn.decoding.decode_clips`` with the stored clip spec, the same code path as ``video3dcnn process``, so
 preprocessing cannot drift between training and prediction. When a spec yields several clips per video (sliding
 windows), the clip probabilities are averaged per video.
 """
@@ -146,7 +146,7 @@ def video_probabilities(trained: TrainedModel, path: Path, batch_size: int = 32)
     Raises:
         VideoDecodeError: the video cannot be decoded.
     """
-    from video3dcnn.video import FROZEN_WARNING, decode_clips, frozen
+    from video3dcnn.decoding import FROZEN_WARNING, decode_clips, frozen
 
     kind = not_a_file(Path(path))
     if kind is not None and kind != "missing":  # a named pipe would block the decoder; missing files it reports

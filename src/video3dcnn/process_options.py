@@ -10,7 +10,15 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Any
 
-from video3dcnn.config import ClipSpec, add_dataclass_arguments, build, coerce_mapping, given_arguments, parse_size
+from video3dcnn.config import (
+    DEFAULT_MAX_PIXELS,
+    ClipSpec,
+    add_dataclass_arguments,
+    build,
+    coerce_mapping,
+    given_arguments,
+    parse_size,
+)
 from video3dcnn.discovery import DEFAULT_EXTENSIONS, LABEL_SOURCES
 
 
@@ -44,6 +52,7 @@ class ProcessOptions:
     max_bad_fraction: float = _opt(0.1, "fail when more than this fraction of the videos cannot be used")
     extensions: str | None = _opt(None, "comma-separated video extensions (default: the common ones)")
     preview: bool = _opt(True, "write preview.png")
+    max_pixels: int = _opt(DEFAULT_MAX_PIXELS, "skip videos whose frames have more pixels (width x height)")
     compress: bool = _opt(True, "deflate the clips in the shards (false: ~12%% larger, several times faster to read)")
 
     def __post_init__(self) -> None:
@@ -51,7 +60,7 @@ class ProcessOptions:
             raise ValueError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if not 0.0 <= self.max_bad_fraction <= 1.0:
             raise ValueError(f"--max-bad-fraction must be in [0, 1], got {self.max_bad_fraction}")
-        for name in ("workers", "shard_size", "num_parts"):
+        for name in ("workers", "shard_size", "num_parts", "max_pixels"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         if (self.num_parts is None) != (self.part_index is None):

@@ -43,6 +43,7 @@ import numpy as np
 
 from video3dcnn import __version__, pool
 from video3dcnn.config import ClipSpec, as_dict
+from video3dcnn.decoding import FROZEN_WARNING, DecodedVideo, decode_clips, frozen
 from video3dcnn.discovery import (
     Discovery,
     LabelledVideo,
@@ -71,7 +72,6 @@ from video3dcnn.shards import (
     write_shard,
 )
 from video3dcnn.signals import handling_signal
-from video3dcnn.video import FROZEN_WARNING, DecodedVideo, decode_clips, frozen
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,9 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)
 
 
-def decode_task(task: tuple[str, ClipSpec, bool]) -> tuple[DecodedVideo | None, list[bytes] | None, str | None]:
+def decode_task(
+    task: tuple[str, ClipSpec, bool, int],
+) -> tuple[DecodedVideo | None, list[bytes] | None, str | None]:
     """Decode one video in a worker: ``(clips, pieces, None)``, or ``(None, None, reason)`` when it cannot be used.
 
     With compression on, the worker also deflates each clip (``shards.deflate_clip``): the parent only joins the
@@ -103,9 +105,9 @@ def decode_task(task: tuple[str, ClipSpec, bool]) -> tuple[DecodedVideo | None, 
     """
     import cv2
 
-    path, spec, compress = task
+    path, spec, compress, max_pixels = task
     try:
-        decoded = decode_clips(Path(path), spec)
+        decoded = decode_clips(Path(path), spec, max_pixels)
     except VideoDecodeError as exc:
         return None, None, str(exc)
     except cv2.error as exc:  # OpenCV refusing one odd file must not end a job of thousands
@@ -402,9 +404,9 @@ def clear_previous_output(output_dir: Path, host: str, hosts: Sequence[str] = ()
 
 
 def _decode_all(
-    videos: Sequence[LabelledVideo], spec: ClipSpec, workers: int, compress: bool
+    videos: Sequence[LabelledVideo], spec: ClipSpec, workers: int, options: ProcessOptions
 ) -> Iterator[tuple[LabelledVideo, DecodedVideo | None, list[bytes] | None, str | None]]:
-    tasks = ((str(video.path), spec, compress) for video in videos)
+    tasks = ((str(video.path), spec, options.compress, options.max_pixels) for video in videos)
     with Progress(len(videos), "videos") as progress:
         for video, (decoded, pieces, reason) in zip(videos, ordered_map(decode_task, tasks, workers)):
             progress.update()
@@ -501,7 +503,7 @@ def _decode_and_write(run: _Run, videos: Sequence[LabelledVideo]) -> ProcessResu
     workers = max(1, min(options.workers or default_workers(), len(videos)))
     logger.info("decoding %d videos with %d workers into %s clips %s", len(videos), workers, spec.sampling, spec.shape)
     try:
-        with contextlib.closing(_decode_all(videos, spec, workers, options.compress)) as results:  # stops the workers
+        with contextlib.closing(_decode_all(videos, spec, workers, options)) as results:  # stops the workers
             for video, decoded, pieces, reason in results:
                 run.collect(video, decoded, pieces, reason)
         _check_outcome(run.tally, options)

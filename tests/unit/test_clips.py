@@ -1,4 +1,4 @@
-"""Clip index arithmetic: parameter tables, short videos, keyframe run planning."""
+"""Clip index arithmetic: parameter tables, short videos, merging the spans of packets to decode into runs."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import pytest
 from video3dcnn.clips import (
     clip_indices,
     head_indices,
-    plan_runs,
-    runs_cost,
+    merge_runs,
     sliding_indices,
     uniform_indices,
     wanted_frames,
@@ -89,29 +88,15 @@ def test_wanted_frames_are_distinct_and_sorted() -> None:
 
 
 @pytest.mark.parametrize(
-    ("targets", "keyframes", "expected"),
+    ("spans", "expected"),
     [
-        ([0, 18, 36], range(0, 48, 12), [(0, 0), (12, 18), (36, 36)]),
-        ([5, 7], [0], [(0, 7)]),  # one keyframe: one run
-        ([3, 13], [0, 12], [(0, 3), (12, 13)]),  # restarting at 12 beats decoding 4..13
-        ([10, 13], [0, 12], [(0, 10), (12, 13)]),  # restarting at 12 (2 frames) beats continuing 11..13 (3)
-        ([11, 13], [0, 12], [(0, 13)]),  # equal cost: continue
-        ([13, 13, 2], [0, 12], [(0, 2), (12, 13)]),  # unsorted, duplicated targets
-        ([0, 24, 12], [0, 12, 24], [(0, 0), (12, 12), (24, 24)]),  # targets on keyframes
+        ([(0, 0), (12, 18), (36, 36)], [(0, 0), (12, 18), (36, 36)]),
+        ([(0, 5), (0, 7)], [(0, 7)]),  # one keyframe: one run
+        ([(0, 10), (12, 13)], [(0, 10), (12, 13)]),  # restarting at 12 (2 packets) beats continuing 11..13 (3)
+        ([(0, 11), (12, 13)], [(0, 13)]),  # equal cost: continue
+        ([(12, 13), (12, 13), (0, 2)], [(0, 2), (12, 13)]),  # unsorted, repeated
+        ([(12, 30), (0, 14), (24, 26)], [(0, 30)]),  # overlapping (an open-GOP frame restarts a keyframe earlier)
     ],
 )
-def test_plan_runs(targets: list[int], keyframes, expected: list[tuple[int, int]]) -> None:
-    assert plan_runs(targets, keyframes) == expected
-
-
-def test_plan_runs_for_a_ucf101_like_clip_decodes_well_under_half() -> None:
-    targets = uniform_indices(250, 15).tolist()
-    runs = plan_runs(targets, range(0, 250, 12))
-    decoded = {frame for start, stop in runs for frame in range(start, stop + 1)}
-    assert set(targets) <= decoded
-    assert runs_cost(runs) == len(decoded) == 107  # of 250: the keyframe path decodes 43%
-
-
-def test_plan_runs_needs_a_keyframe_before_the_first_target() -> None:
-    with pytest.raises(ValueError, match="no keyframe"):
-        plan_runs([3], [5])
+def test_merge_runs(spans: list[tuple[int, int]], expected: list[tuple[int, int]]) -> None:
+    assert merge_runs(spans) == expected

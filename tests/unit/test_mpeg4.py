@@ -1,15 +1,14 @@
-"""MPEG-4 Part 2 headers: VOP classification, one packet at a time and vectorised over a whole file."""
+"""MPEG-4 Part 2 headers: VOP classification of crafted packets and of every packet of encoded files."""
 
 from __future__ import annotations
 
-import mmap
 from pathlib import Path
 
+import av
 import pytest
 from videos import index_frame, write_frames, write_index_video
 
-from video3dcnn.avi import read_video_packets
-from video3dcnn.mpeg4 import VOP_START_CODE, VolHeader, config_prefix, parse_vol, vop_kind, vop_kinds
+from video3dcnn.decoding.mpeg4 import VOP_START_CODE, VolHeader, config_prefix, parse_vol, vop_kind
 
 VOL = VolHeader(time_increment_bits=5)
 
@@ -38,34 +37,30 @@ def test_vop_kind(expected: str, packet: bytes) -> None:
     assert vop_kind(packet, VOL) == expected
 
 
-def test_a_long_modulo_time_base_is_read_bit_by_bit() -> None:
-    assert vop_kind(vop("P", seconds=70), VOL) == "P"  # the header no longer fits the 8-byte fast path
+def test_a_long_modulo_time_base_is_read() -> None:
+    assert vop_kind(vop("P", seconds=70), VOL) == "P"  # a VOP 70 s after the previous synchronisation point
     assert vop_kind(vop("P", coded=False, seconds=70), VOL) == "not-coded"
 
 
-def test_vectorised_kinds_equal_one_by_one_on_crafted_packets() -> None:
-    packets = list(CASES.values()) + [vop("I", seconds=70), vop("B", coded=False, seconds=3), vop("P", payload=b"")]
-    data, offsets = b"", []
-    for packet in packets:
-        offsets.append((len(data) + 3, len(packet)))  # some filler between packets
-        data += b"\xff\xff\xff" + packet
-    assert vop_kinds(data, offsets, VOL) == [vop_kind(packet, VOL) for packet in packets]
-    assert vop_kinds(data, [], VOL) == []
+def test_a_modulo_time_base_past_the_header_window_is_not_read() -> None:
+    assert vop_kind(vop("P", seconds=130), VOL) == "bad"  # what cannot be told sends the video to one full pass
 
 
-@pytest.mark.parametrize("source", ["gop12", "b-frames", "opencv-xvid"])
-def test_vectorised_kinds_equal_one_by_one_on_encoded_files(tmp_path: Path, source: str) -> None:
-    if source == "opencv-xvid":
-        path = write_index_video(tmp_path / "xvid.avi", 40, "xvid", height=48, width=64).path
+@pytest.mark.parametrize("source", ["gop12", "b-frames", "opencv-xvid", "opencv-mp4v"])
+def test_every_packet_of_an_encoded_file_is_one_coded_frame(tmp_path: Path, source: str) -> None:
+    """The VOL comes from the first packet (AVI) or the codec configuration (MP4); the kinds match the encoder's."""
+    if source.startswith("opencv"):
+        codec, suffix = ("xvid", ".avi") if source == "opencv-xvid" else ("mp4v", ".mp4")
+        path = write_index_video(tmp_path / f"{source}{suffix}", 40, codec, height=48, width=64).path
     else:
         frames = [index_frame(i, 48, 64) for i in range(40)]
         extra = ["-bf", "2"] if source == "b-frames" else []
         path = write_frames(tmp_path / f"{source}.avi", frames, codec="mpeg4", gop=12, extra_args=extra)
-    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        packets = read_video_packets(data).packets
-        first, size = packets[0]
-        vol = parse_vol(read_video_packets(data).extradata + config_prefix(data[first : first + size]))
-        kinds = vop_kinds(data, packets, vol)
-        assert kinds == [vop_kind(data[offset : offset + size], vol) for offset, size in packets]
-    assert kinds[0] == "I"
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        packets = [bytes(packet) for packet in container.demux(stream) if packet.size]
+        vol = parse_vol(bytes(stream.codec_context.extradata or b"") + config_prefix(packets[0]))
+        kinds = [vop_kind(packet, vol) for packet in packets]
+    assert vol is not None and len(kinds) == 40
+    assert kinds[0] == "I" and set(kinds) <= {"I", "P", "B"}
     assert ("B" in kinds) == (source == "b-frames")

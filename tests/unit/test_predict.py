@@ -15,12 +15,12 @@ from videos import write_index_video
 from video3dcnn.checkpoints import save_model
 from video3dcnn.cli import EXIT_USER_ERROR, main
 from video3dcnn.config import ClipSpec
+from video3dcnn.decoding import decode_clips
 from video3dcnn.errors import ConfigError, DataError
 from video3dcnn.model import build_model
 from video3dcnn.predict import csv_header, load_trained
 from video3dcnn.files import write_json_atomic
 from video3dcnn.shards import write_classes
-from video3dcnn.video import decode_clips
 
 SPEC = ClipSpec(frames=4, height=16, width=16)
 CLASSES = ("Left", "Right", "Up")

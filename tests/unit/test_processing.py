@@ -14,13 +14,13 @@ import pytest
 from videos import decode_clip, write_index_video
 
 from video3dcnn.cli import main as cli_main
+from video3dcnn.decoding import DecodedVideo
 from video3dcnn.discovery import is_validation
 from video3dcnn.errors import DataError, OutputError
 from video3dcnn.files import atomic_path
 from video3dcnn.process_options import ProcessOptions
 from video3dcnn.processing import ShardWriter, process
 from video3dcnn.shards import SCHEMA_VERSION, SHARD_KEYS, deflate_clip, load_index, read_classes, read_shard
-from video3dcnn.video import DecodedVideo
 
 CLASSES = ("Jump", "Run", "Sit")
 DATA_FORMAT = Path(__file__).resolve().parents[2] / "docs" / "data-format.md"
