@@ -308,6 +308,8 @@ def bad_files(video_dir: Path, kinds: dict[str, Path]) -> dict[str, Path]:
     ffmpeg("-f", "lavfi", "-i", "color=size=64x48:duration=1", "-frames:v", "0", "-c:v", "mjpeg", str(bad / "zero.avi"))
     mdat, moov = mp4.index(b"mdat") + 4, mp4.index(b"moov") - 4  # every coded byte zeroed: nothing decodes
     (bad / "undecodable.mp4").write_bytes(mp4[:mdat] + bytes(moov - mdat) + mp4[moov:])
+    mjpg = kinds["mjpg-avi"].read_bytes()
+    (bad / "unknown-codec.avi").write_bytes(mjpg.replace(b"MJPG", b"ZZZZ"))  # a FOURCC no decoder claims
     name = bad / b"caf\xe9.mp4".decode("utf-8", "surrogateescape")  # Latin-1 bytes: not UTF-8
     (bad / "placeholder").write_bytes(mp4)
     (bad / "placeholder").rename(name)
@@ -326,6 +328,7 @@ def bad_files(video_dir: Path, kinds: dict[str, Path]) -> dict[str, Path]:
         ("audio-only", "no video stream"),
         ("zero", "no frame decodes"),
         ("undecodable", "no frame decodes"),
+        ("unknown-codec", "no decoder for its video codec"),
         ("missing", "no such file"),
         ("not-utf8", "not valid UTF-8"),
     ],

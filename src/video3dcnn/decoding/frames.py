@@ -1,19 +1,11 @@
-"""One decoded frame -> one clip frame: the picture OpenCV's FFmpeg backend gave, resized, in RGB or gray.
+"""One decoded frame -> one clip frame, bit-identical to what OpenCV's reader (opencv-python-headless 4.12) gave.
 
-The clips must not change when the decoder does (models trained on earlier shards, predict against processing), so a
-PyAV frame is turned into exactly the BGR picture ``cv2.VideoCapture`` (opencv-python-headless 4.12, FFmpeg 5.1) made
-of it, checked bit for bit by the tests:
-
-- libswscale converts the stored picture to BGR24 at its stored size with ``SWS_BICUBIC``, BT.601 coefficients and
-  the range the pixel format implies (full for the ``yuvj`` formats, limited for the others), whatever the frame's
-  colour tags say. PyAV's own conversion reads the tags (a BT.709 file comes out up to 27 levels apart), converts an
-  interlaced frame field by field and places chroma as tagged, so the planes are first copied into a frame with no
-  tags at all: the picture is then converted as one progressive image, as OpenCV did.
-- Display rotation (``frame.rotation``, degrees counter-clockwise) is applied to the BGR picture in quarter turns, as
-  OpenCV's ``CAP_PROP_ORIENTATION_AUTO`` did: a portrait phone video is upright before resizing. Other angles (and
-  mirroring) are ignored, as there.
-
-Then ``resize_frame`` (area averaging) and OpenCV's BGR -> RGB (or gray) conversion.
+OpenCV's FFmpeg backend converted the stored picture to BGR24 at its stored size with libswscale, ``SWS_BICUBIC``,
+BT.601 coefficients and the range the pixel format implies (full for ``yuvj`` formats), whatever the frame's colour
+tags said, and turned it by the display rotation in quarter turns (``CAP_PROP_ORIENTATION_AUTO``). PyAV's conversion
+reads the tags (a BT.709 file comes out up to 27 levels apart), converts interlaced frames field by field and places
+chroma as tagged, so the planes are first copied into a frame without tags. Then ``resize_frame`` and OpenCV's BGR to
+RGB (or gray) conversion. Tests compare the result with OpenCV's own reader on every kind of test video.
 """
 
 from __future__ import annotations

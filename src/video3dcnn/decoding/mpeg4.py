@@ -1,12 +1,10 @@
-"""Just enough MPEG-4 Part 2 (ISO/IEC 14496-2) header parsing to tell what FFmpeg cannot: what each packet holds.
+"""Just enough MPEG-4 Part 2 (ISO/IEC 14496-2) header parsing to tell what FFmpeg's demuxer cannot: what a packet holds.
 
-The keyframe-run shortcut (``video``) counts one frame per packet. For an XviD/DivX stream that holds only when every
-packet carries exactly one coded I-, P- or B-VOP (video object plane, i.e. one frame): packed bitstreams (two VOPs in
-one packet, then an empty placeholder), not-coded VOPs (which decode to no frame) and S-VOPs (global motion) break it,
-and FFmpeg's demuxer marks none of them. Such a stream is decoded sequentially.
-
-Only headers are read: the VOL (video object layer) for the width of the time-increment field, and the first bits of
-each VOP. Start codes cannot be emulated inside coded MPEG-4 Part 2 data, so a byte search finds them reliably.
+The keyframe runs (``video``) count one frame per packet. In an XviD/DivX stream that holds only when every packet is
+one coded I-, P- or B-VOP (video object plane: a frame); packed bitstreams (two VOPs in a packet, then an empty
+placeholder), not-coded VOPs (no frame) and S-VOPs break it, and are decoded sequentially. Only headers are read: the
+VOL (video object layer) for the width of the time increment, and the first bits of each VOP. Start codes cannot be
+emulated inside coded MPEG-4 Part 2 data, so a byte search finds them reliably.
 """
 
 from __future__ import annotations

@@ -1,35 +1,23 @@
-"""Decoding one video into clips through PyAV (FFmpeg): exact frames, bounded memory.
+"""Decoding one video into clips through PyAV (FFmpeg): exact frames, bounded memory (docs/processing.md, "Decoding").
 
-How frames are found:
+Frame ``i`` is the ``i``-th frame a sequential decode produces. Container frame counts are never used: the video
+packets are indexed by demuxing the file without decoding it (``index_packets``), and frame ``i`` is the packet with
+the ``i``-th smallest presentation time. The usual path (``runs``) decodes only the runs from the keyframe before each
+wanted frame that the frame does not precede on screen, seeking to runs far ahead, with FFmpeg skipping the frames no
+other frame refers to (``skip_frame=NONREF``) unless a clip needs them. That is exact only when every packet is one
+frame: whatever speaks against it (see ``_Decline``'s raisers) sends the video to one sequential pass that converts
+only the wanted frames, and a second one when the packet count was wrong (``sequential``, ``sequential+recount``).
 
-- Frame ``i`` is the ``i``-th frame a sequential decode produces. Container frame counts can be too high, too low or
-  absent and are never used: the count is that of the video packets, found by demuxing the file without decoding it
-  (``index_packets``), and checked as described below.
-- Keyframe runs (``runs``), the usual path: frame ``i`` is the packet with the ``i``-th smallest presentation time.
-  Each wanted frame is decoded from the last keyframe before it (in decoding order) that it does not precede on
-  screen; runs that touch are decoded as one. The demuxer seeks to a run more than ``SEEK_BYTES`` ahead, and FFmpeg
-  skips the frames no other frame refers to (``skip_frame=NONREF``: most B-frames) unless a clip needs them.
-- The runs are exact only when every packet is one frame, which the runs check as far as they can, falling back to
-  one sequential pass when anything is off: a packet without a presentation time, two packets with the same one, a
-  packet the demuxer marks corrupt or to be discarded (an edit list that hides frames), an MPEG-4 Part 2 packet that
-  is not one coded frame (``mpeg4``), a run whose first frame is not a keyframe, a frame out of order, marked corrupt
-  or with a time no packet has, a wanted frame that does not come out, a decoding error, or packets read after a
-  seek that differ from the index. Bit errors inside a stream cannot be seen without decoding it: the frames after
-  such damage are the decoder's concealment, and may differ between the runs and a full pass.
-- Sequential (``sequential``; ``head`` sampling always): decode every frame up to the last one needed and convert only
-  the wanted ones; when the packet count turns out wrong, a second pass fetches the right frames
-  (``sequential+recount``). A packet that fails to decode is skipped, as OpenCV did.
-
-Memory: the index (about 60 bytes a packet, at most ``MAX_FRAMES`` packets), the decoder's reference frames and the
-wanted frames, already resized: one clip for ``uniform``/``head``, the clips themselves for ``sliding``. Never the
-compressed video. Every decoder runs single-threaded: one process per core scales better than decoder threads.
+Memory: the index (about 60 bytes a packet, at most ``MAX_FRAMES``), the packets up to ``KEEP_BYTES``, the decoder's
+reference frames (each at most ``max_pixels``) and the wanted frames, resized, in one array. Every decoder runs
+single-threaded: one process per core scales better than decoder threads.
 """
 
 from __future__ import annotations
 
 import logging
 from array import array
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,7 +156,7 @@ def _open(path: Path, max_pixels: int) -> Iterator[_Video]:
         stream = streams[0]
         codec = stream.codec_context
         if codec is None:
-            raise VideoDecodeError(f"{path}: no decoder for its video codec ({stream.codec_tag or 'unknown'})")
+            raise VideoDecodeError(f"{path}: no decoder for its video codec")
         if codec.width * codec.height > max_pixels:
             raise VideoDecodeError(
                 f"{path}: frames of {codec.width}x{codec.height} pixels are over the limit of {max_pixels:,} pixels "
@@ -266,7 +254,7 @@ def _decode_runs(video: _Video, spec: ClipSpec, index: PacketIndex) -> DecodedVi
     wanted_packets = np.zeros(len(times), bool)
     wanted_packets[order[wanted]] = True
     reader = _Packets(video, index, times, order)
-    frames: dict[int, np.ndarray] = {}
+    frames = _Frames(wanted, spec)
     try:
         for start, stop in _plan_runs(index, order[wanted]):
             _decode_run(video, spec, reader, (start, stop), wanted_packets[start : stop + 1].tolist(), frames)
@@ -292,7 +280,7 @@ def _plan_runs(index: PacketIndex, targets: np.ndarray) -> list[tuple[int, int]]
 
 
 def _decode_run(
-    video: _Video, spec: ClipSpec, reader: _Packets, run: tuple[int, int], wanted: list[bool], frames: dict
+    video: _Video, spec: ClipSpec, reader: _Packets, run: tuple[int, int], wanted: list[bool], frames: _Frames
 ) -> None:
     """Decode packets ``run[0]..run[1]`` from a flushed decoder; keep the wanted frames (by frame number).
 
@@ -390,11 +378,11 @@ def _decode_sequential(path: Path, spec: ClipSpec, estimate: int | None, max_pix
     """Sequential decoding: one pass when ``estimate`` is the true frame count, else a second, exact pass."""
     with _open(path, max_pixels) as video:
         if spec.sampling == "head":
-            frames, count = read_frames(video, spec, range(spec.frames), spec.frames - 1)
+            frames, count = read_frames(video, spec, list(range(spec.frames)), spec.frames - 1)
             if count == 0:
                 raise _no_frames(path)
             return _assemble(frames, clip_indices(spec, count), count, "sequential")
-        guess = set(wanted_frames(clip_indices(spec, estimate))) if estimate else ()
+        guess = wanted_frames(clip_indices(spec, estimate)) if estimate else []
         frames, count = read_frames(video, spec, guess)
     if count == 0:
         raise _no_frames(path)
@@ -403,22 +391,22 @@ def _decode_sequential(path: Path, spec: ClipSpec, estimate: int | None, max_pix
         return _assemble(frames, indices, count, "sequential")
     logger.debug("%s: %s packets, %d frames decode; reading again", path, estimate, count)
     needed = wanted_frames(indices)
-    if not frames.keys() >= set(needed):
+    if not all(number in frames for number in needed):
         with _open(path, max_pixels) as video:
-            frames, _ = read_frames(video, spec, set(needed), needed[-1])
+            frames, _ = read_frames(video, spec, needed, needed[-1])
     return _assemble(frames, indices, count, "sequential+recount")
 
 
 def read_frames(
-    video: _Video, spec: ClipSpec, wanted: Collection[int], stop_after: int | None = None
-) -> tuple[dict[int, np.ndarray], int]:
-    """One sequential pass: decode every frame, convert only the ``wanted`` ones.
+    video: _Video, spec: ClipSpec, wanted: list[int], stop_after: int | None = None
+) -> tuple[_Frames, int]:
+    """One sequential pass: decode every frame, convert only the ``wanted`` ones (sorted frame numbers).
 
     Returns:
-        The wanted frames that exist, by index, and the number of frames decoded (up to ``stop_after`` + 1).
+        The wanted frames that exist, and the number of frames decoded (up to ``stop_after`` + 1).
     """
     codec = video.stream.codec_context
-    frames: dict[int, np.ndarray] = {}
+    frames = _Frames(wanted, spec)
     count = 0
     for packet in _packets_then_drain(video):
         try:
@@ -427,7 +415,7 @@ def read_frames(
             logger.debug("%s: a packet does not decode (%s)", video.path, _why(exc))
             continue
         for frame in decoded:
-            if count in wanted:
+            if count in frames.slots:
                 try:
                     frames[count] = to_clip_frame(to_bgr(frame, video.reformatter), spec)
                 except av.error.FFmpegError as exc:
@@ -447,8 +435,30 @@ def _packets_then_drain(video: _Video) -> Iterator[av.Packet | None]:
     yield None
 
 
-def _assemble(frames: dict[int, np.ndarray], indices: np.ndarray, num_frames: int, method: str) -> DecodedVideo:
-    clips = np.stack([np.stack([frames[int(i)] for i in row]) for row in indices])
+class _Frames:
+    """The wanted frames of a video, resized, by frame number, in one array allocated up front: thousands of small
+    arrays kept between the large short-lived ones of decoding fragment the C heap (a 1-hour video's sliding windows
+    then took 10 times the memory of their frames)."""
+
+    def __init__(self, wanted: list[int], spec: ClipSpec) -> None:
+        self.numbers = np.asarray(wanted, np.int64)
+        self.slots = {number: slot for slot, number in enumerate(wanted)}
+        self.array = np.empty((len(wanted), spec.height, spec.width, spec.channels), np.uint8)
+        self.filled: set[int] = set()
+
+    def __setitem__(self, number: int, frame: np.ndarray) -> None:
+        self.array[self.slots[number]] = frame
+        self.filled.add(number)
+
+    def __contains__(self, number: int) -> bool:
+        return number in self.filled
+
+    def __len__(self) -> int:
+        return len(self.filled)
+
+
+def _assemble(frames: _Frames, indices: np.ndarray, num_frames: int, method: str) -> DecodedVideo:
+    clips = frames.array[np.searchsorted(frames.numbers, indices)]
     return DecodedVideo(clips=clips, frame_indices=indices.astype(np.int32), num_frames=num_frames, method=method)
 
 
