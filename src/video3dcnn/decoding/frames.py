@@ -18,6 +18,8 @@ from av.video.reformatter import VideoReformatter
 from video3dcnn.config import ClipSpec
 
 QUARTER_TURNS = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_CLOCKWISE}
+# 8-bit 4:2:0 converts at the same size without reading chroma position: only interlacing needs the untagged copy.
+PLAIN_FORMATS = frozenset({"yuv420p", "yuvj420p"})
 
 
 def untagged(frame: av.VideoFrame) -> av.VideoFrame:
@@ -40,9 +42,8 @@ def to_bgr(frame: av.VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
     if not frame.format.is_rgb:
         full = frame.format.name.startswith("yuvj")
         colour = {"src_colorspace": "ITU601", "src_color_range": "JPEG" if full else "MPEG"}
-    bgr = reformatter.reformat(
-        untagged(frame), format="bgr24", interpolation="BICUBIC", threads=1, **colour
-    ).to_ndarray()
+    plain = frame if frame.format.name in PLAIN_FORMATS and not frame.interlaced_frame else untagged(frame)
+    bgr = reformatter.reformat(plain, format="bgr24", interpolation="BICUBIC", threads=1, **colour).to_ndarray()
     turns = round(frame.rotation / 90) % 4 if frame.rotation % 90 == 0 else 0
     return cv2.rotate(bgr, QUARTER_TURNS[turns]) if turns else bgr
 

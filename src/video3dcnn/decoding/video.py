@@ -340,7 +340,7 @@ class _Packets:
     def go_to(self, start: int) -> None:
         """Position at packet ``start``: seek when it is behind or far ahead, else read through."""
         if self.index.packets is not None:
-            self.packets, self.position = iter(self.index.packets[start:]), start
+            self.position = start
             return
         pos = self.index.pos
         near = 0 <= self.position <= start and 0 <= pos[self.position] and pos[start] - pos[self.position] <= SEEK_BYTES
@@ -360,7 +360,7 @@ class _Packets:
         """The next packet, checked against the index."""
         if self.index.packets is not None:
             self.position += 1
-            return next(self.packets)
+            return self.index.packets[self.position - 1]
         packet, self.pending = self.pending or self._next(), None
         if packet.pts != self.index.pts[self.position] or packet.size != self.index.size[self.position]:
             raise _Decline(f"packet {self.position} reads differently than when indexed")
