@@ -5,8 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from containers import SYNTHETIC_CLASSES, TRAINING_TIMEOUT_S, check_image, run_container, training_tree
+from videos import KINDS, write_kinds
+
+from video3dcnn.config import ClipSpec
+from video3dcnn.decoding import decode_clips
 
 pytestmark = pytest.mark.container
 
@@ -22,6 +27,29 @@ def test_image_runs_the_toolkit_on_the_shim_only(docker_client, training_image: 
     env = dict(item.split("=", 1) for item in config["Env"])
     assert config["Cmd"] == ["train"] and not config["Entrypoint"]
     assert env["SAGEMAKER_PROGRAM"] == "train.py" and env["PYTHONUNBUFFERED"] == "TRUE"
+
+
+def test_predict_decodes_videos_exactly_like_processing(docker_client, training_image: str, tmp_path: Path) -> None:
+    """``predict`` inside the training image decodes through the same PyAV code as processing: the same clips, bit
+    for bit, as this host's decoder gives, on an H.264 MP4, an XviD AVI with B-frames and a VP9 WebM."""
+    names = ["h264-mp4", "mpeg4-bframes-avi", "vp9-webm"]
+    videos = write_kinds(tmp_path / "videos", names)
+    spec = ClipSpec(frames=8, height=32, width=32)
+    (tmp_path / "decode.py").write_text(
+        "import sys\n"
+        "import numpy as np\n"
+        "from video3dcnn.config import ClipSpec\n"
+        "from video3dcnn.decoding import decode_clips\n"
+        "clips = {path.split('/')[-2]: decode_clips(path, ClipSpec(8, 32, 32)).clips for path in sys.argv[1:]}\n"
+        "np.savez('/work/clips.npz', **clips)\n"
+    )
+    paths = [f"/work/{videos[name].relative_to(tmp_path)}" for name in names]
+    run = run_container(docker_client, training_image, ["/work/decode.py", *paths], {tmp_path: "/work"},
+                        entrypoint=["python"])  # fmt: skip
+    assert run.exit_code == 0, run.describe()
+    inside = np.load(tmp_path / "clips.npz")
+    for name in names:
+        assert np.array_equal(inside[name], decode_clips(videos[name], spec).clips), name
 
 
 @pytest.mark.slow

@@ -485,3 +485,16 @@ def test_the_manifest_and_every_shard_it_lists_carry_the_run_id(dataset: Path, t
     assert re.fullmatch(r"[0-9a-f]{32}", first["run_id"]) and first["run_id"] != second["run_id"]
     assert {read_run_id(tmp_path / "a" / entry["file"]) for entry in first["shards"]} == {first["run_id"]}
     assert not list((tmp_path / "a").glob(".*.lock"))  # the lock goes with the run
+
+
+def test_a_video_over_the_pixel_limit_is_skipped_with_a_reason(tmp_path: Path) -> None:
+    root = tmp_path / "videos"
+    make_dataset(root, groups=1, clips=1)
+    write_index_video(root / "Sit" / "v_Sit_g02_c01.avi", 20, "mjpg", height=96, width=128)
+    manifest = process(root, tmp_path / "out", options(max_pixels=64 * 48, max_bad_fraction=0.5)).manifest
+    assert manifest["options"]["max_pixels"] == 64 * 48
+    assert manifest["counts"]["videos"]["decoded"] == 3
+    (skipped,) = manifest["skipped"]
+    assert skipped["path"] == "Sit/v_Sit_g02_c01.avi"
+    assert "frames of 128x96 pixels are over the limit of 3,072 pixels per frame" in skipped["reason"]
+    assert "--max-pixels" in skipped["reason"]
