@@ -2,7 +2,7 @@
 
 The contracts forbid import circles, fix the layers (the CLI on top, then the jobs, their parts, the shared building
 blocks, the contract and the errors at the bottom), keep Keras, TensorFlow and matplotlib out of the processing side
-and OpenCV out of ``launch``, and leave TensorFlow to ``distribute``.
+and PyAV and OpenCV out of ``launch``, and leave TensorFlow to ``distribute``.
 """
 
 from __future__ import annotations

@@ -377,17 +377,15 @@ class _Packets:
 def _decode_sequential(path: Path, spec: ClipSpec, estimate: int | None, max_pixels: int) -> DecodedVideo:
     """Sequential decoding: one pass when ``estimate`` is the true frame count, else a second, exact pass."""
     with _open(path, max_pixels) as video:
-        if spec.sampling == "head":
-            frames, count = read_frames(video, spec, list(range(spec.frames)), spec.frames - 1)
-            if count == 0:
-                raise _no_frames(path)
-            return _assemble(frames, clip_indices(spec, count), count, "sequential")
-        guess = wanted_frames(clip_indices(spec, estimate)) if estimate else []
-        frames, count = read_frames(video, spec, guess)
-    if count == 0:
-        raise _no_frames(path)
+        head = spec.sampling == "head"
+        guess = list(range(spec.frames)) if head else wanted_frames(clip_indices(spec, estimate)) if estimate else []
+        frames, count = read_frames(video, spec, guess, spec.frames - 1 if head else None)
+        if count == 0:
+            # Some decoders learn the frame size only by decoding a frame, which FFmpeg's limit then refuses.
+            unknown_size = f", or frames over {max_pixels:,} pixels (--max-pixels)" if not video.stream.width else ""
+            raise VideoDecodeError(f"{path}: opens but no frame decodes (damaged or empty video stream{unknown_size})")
     indices = clip_indices(spec, count)
-    if count == estimate:
+    if head or count == estimate:
         return _assemble(frames, indices, count, "sequential")
     logger.debug("%s: %s packets, %d frames decode; reading again", path, estimate, count)
     needed = wanted_frames(indices)
@@ -461,6 +459,3 @@ def _assemble(frames: _Frames, indices: np.ndarray, num_frames: int, method: str
     clips = frames.array[np.searchsorted(frames.numbers, indices)]
     return DecodedVideo(clips=clips, frame_indices=indices.astype(np.int32), num_frames=num_frames, method=method)
 
-
-def _no_frames(path: Path) -> VideoDecodeError:
-    return VideoDecodeError(f"{path}: opens but no frame decodes (damaged or empty video stream)")
