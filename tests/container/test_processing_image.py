@@ -13,7 +13,7 @@ from video3dcnn import shards
 
 pytestmark = pytest.mark.container
 
-MAX_SIZE_BYTES = 500 * 10**6  # 377 MB before PyAV, whose FFmpeg libraries add about 100 MB
+MAX_SIZE_BYTES = 500 * 10**6  # PyAV's FFmpeg libraries are about 100 MB of it
 
 
 def test_image_is_an_exec_form_entrypoint_without_tensorflow(docker_client, processing_image: str) -> None:
