@@ -78,7 +78,8 @@ def main() -> int:
         workdir.mkdir(parents=True, exist_ok=True)
         baseline = measure("-", SPECS["uniform"])["peak_mib"]
         print(f"a process that imports the decoder: {baseline:.0f} MiB peak\n")
-        print("| video | size | frames | sampling | method | clips | seconds | peak MiB |\n|---|---|---|---|---|---|---|---|")
+        print("| video | size | frames | sampling | method | clips | seconds | peak MiB |")
+        print("|---|---|---|---|---|---|---|---|")
         for name, (size, seconds) in VIDEOS.items():
             seconds = seconds or args.seconds
             path = workdir / f"{name}-{size}-{seconds}s.mp4"
