@@ -3,9 +3,10 @@
 OpenCV's FFmpeg backend converted the stored picture to BGR24 at its stored size with libswscale, ``SWS_BICUBIC``,
 BT.601 coefficients and the range the pixel format implies (full for ``yuvj`` formats), whatever the frame's colour
 tags said, and turned it by the display rotation in quarter turns (``CAP_PROP_ORIENTATION_AUTO``). PyAV's conversion
-reads the tags (a BT.709 file comes out up to 27 levels apart), converts interlaced frames field by field and places
-chroma as tagged, so the planes are first copied into a frame without tags. Then ``resize_frame`` and OpenCV's BGR to
-RGB (or gray) conversion. Tests compare the result with OpenCV's own reader on every kind of test video.
+reads the tags (a BT.709 file comes out up to 27 levels apart: the colour arguments override them), converts
+interlaced frames field by field and places chroma as tagged (10-bit HEVC differs), so such frames are first copied
+into a frame without tags. Then ``resize_frame`` and OpenCV's BGR to RGB (or gray) conversion. Tests compare the
+result with OpenCV's own reader on every kind of test video.
 """
 
 from __future__ import annotations
