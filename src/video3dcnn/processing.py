@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -32,7 +33,6 @@ import signal
 import socket
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -482,7 +482,7 @@ def process(
     found = _discover(input_dir, options)
     videos, skipped = _my_part(found, options)
     prepare_output(output_dir)
-    run_id = uuid.uuid4().hex
+    run_id = fingerprint(options, host, hosts, found.classes, videos)
     with lock_output(output_dir, host, run_id):
         clear_previous_output(output_dir, host, hosts)
         spec = options.clip_spec()
@@ -490,6 +490,38 @@ def process(
         shown = shown_classes(spec.shape, len(found.classes), PREVIEW_CLIPS) if options.preview else 0
         tally = _Tally(found.classes, skipped=skipped, previewed=found.classes[:shown])
         return _decode_and_write(_Run(output_dir, host, hosts, options, found, writer, tally, run_id), videos)
+
+
+def fingerprint(
+    options: ProcessOptions, host: str, hosts: Sequence[str], classes: Sequence[str], videos: Sequence[LabelledVideo]
+) -> str:
+    """The run id: a hash of everything that decides this host's output (package version, options, host names,
+    classes, and each video's path, label, group and size).
+
+    Shards carry it so that a manifest never lists a shard another run wrote; being derived from the inputs rather
+    than drawn at random, it keeps the output deterministic: the same input gives byte-identical shards, on any
+    machine. Two runs that share it write the same bytes, so neither can spoil the other's output.
+    """
+    digest = hashlib.sha256()
+    facts = {
+        "version": __version__,
+        "options": as_dict(options),
+        "host": host,
+        "hosts": list(hosts),
+        "classes": list(classes),
+    }
+    digest.update(json.dumps(facts, sort_keys=True, default=str).encode("utf-8"))
+    for video in sorted(videos, key=lambda v: v.relpath):
+        size = _size(video.path)
+        digest.update(json.dumps([video.relpath, video.label, video.group, size]).encode("ascii"))
+    return digest.hexdigest()[:32]
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def _decode_and_write(run: _Run, videos: Sequence[LabelledVideo]) -> ProcessResult:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -481,10 +482,25 @@ def test_the_manifest_and_every_shard_it_lists_carry_the_run_id(dataset: Path, t
     from video3dcnn.shards import read_run_id
 
     first = process(dataset, tmp_path / "a", options(), host="h").manifest
-    second = process(dataset, tmp_path / "b", options(), host="h").manifest
-    assert re.fullmatch(r"[0-9a-f]{32}", first["run_id"]) and first["run_id"] != second["run_id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", first["run_id"])
     assert {read_run_id(tmp_path / "a" / entry["file"]) for entry in first["shards"]} == {first["run_id"]}
     assert not list((tmp_path / "a").glob(".*.lock"))  # the lock goes with the run
+
+
+def test_the_run_id_comes_from_the_inputs_so_the_same_input_gives_byte_identical_shards(
+    dataset: Path, tmp_path: Path
+) -> None:
+    first = process(dataset, tmp_path / "a", options(), host="h").manifest
+    again = process(dataset, tmp_path / "b", options(), host="h").manifest
+    assert again["run_id"] == first["run_id"]
+    for entry in first["shards"]:
+        assert (tmp_path / "a" / entry["file"]).read_bytes() == (tmp_path / "b" / entry["file"]).read_bytes()
+    other_options = process(dataset, tmp_path / "c", options(frames=5), host="h").manifest
+    grown = shutil.copytree(dataset, tmp_path / "grown")
+    video = sorted(grown.rglob("v_*.avi"))[0]
+    video.write_bytes(video.read_bytes() + b"\0")  # the same names, one file grown
+    other_input = process(grown, tmp_path / "d", options(), host="h").manifest
+    assert len({first["run_id"], other_options["run_id"], other_input["run_id"]}) == 3
 
 
 def test_a_video_over_the_pixel_limit_is_skipped_with_a_reason(tmp_path: Path) -> None:
