@@ -505,7 +505,7 @@ def fingerprint(
     digest = hashlib.sha256()
     facts = {
         "version": __version__,
-        "options": as_dict(options),
+        "options": {key: value for key, value in as_dict(options).items() if key != "workers"},  # same bytes
         "host": host,
         "hosts": list(hosts),
         "classes": list(classes),
@@ -632,7 +632,7 @@ def build_manifest(run: _Run, preview: dict | None = None) -> dict:
             "method": "sha256('split:' + group) < val_fraction",
             "val_fraction": options.val_fraction,
         },
-        "options": as_dict(options),
+        "options": {key: value for key, value in as_dict(options).items() if key != "workers"},  # same bytes
         "counts": _counts(tally, run.writer),
         "decode_methods": dict(sorted(tally.methods.items())),
         "seconds": round(time.monotonic() - run.started, 3),
