@@ -2,6 +2,7 @@
 
 ``write_dataset`` writes shards with ``shards.write_shard`` and a manifest the way ``video3dcnn process`` does, so
 training can be tested without decoding any video. Class ``k`` is easy to learn: a bright band at row block ``k``.
+``write_model_dir`` writes an untrained model directory as ``video3dcnn train`` leaves one, for predict and serve.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import numpy as np
 
 from video3dcnn import shards
 from video3dcnn.config import ClipSpec
+from video3dcnn.files import write_json_atomic
+from video3dcnn.model_files import CLIP_SPEC_FILE, MODEL_FILE
 
 TINY_SPEC = ClipSpec(frames=4, height=8, width=8)
 
@@ -84,3 +87,18 @@ def write_manifest(directory: Path, host: str, classes, spec: ClipSpec, entries:
     shards.write_classes(Path(directory), classes)
     path.write_text(json.dumps(manifest), encoding="utf-8")
     return path
+
+
+def write_model_dir(directory: Path, spec: ClipSpec, classes: tuple[str, ...], seed: int = 0) -> Path:
+    """A model directory (``model.keras``, ``classes.txt``, ``clip_spec.json``) holding an untrained ``bn`` model."""
+    import keras
+
+    from video3dcnn.checkpoints import save_model
+    from video3dcnn.model import build_model
+
+    keras.utils.set_random_seed(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_model(build_model(spec.shape, len(classes), "bn"), directory / MODEL_FILE)
+    shards.write_classes(directory, classes)
+    write_json_atomic(directory / CLIP_SPEC_FILE, spec.to_dict())
+    return directory

@@ -140,8 +140,8 @@ def rank(probabilities: np.ndarray, classes: Sequence[str]) -> tuple[tuple[str, 
     return tuple((classes[i], float(probabilities[i])) for i in order)
 
 
-def video_probabilities(trained: TrainedModel, path: Path, batch_size: int = 32) -> tuple[np.ndarray, int]:
-    """Decode ``path`` like processing and return its clip-averaged probabilities and clip count.
+def decode_video(trained: TrainedModel, path: Path) -> np.ndarray:
+    """The uint8 clips ``[K, T, H, W, C]`` the model's clip spec takes from ``path``, decoded like processing.
 
     Raises:
         VideoDecodeError: the video cannot be decoded.
@@ -154,8 +154,17 @@ def video_probabilities(trained: TrainedModel, path: Path, batch_size: int = 32)
     decoded = decode_clips(Path(path), trained.clip_spec)
     if frozen(decoded):
         logger.warning("%s: %s", path, FROZEN_WARNING)
-    probabilities = predict_clips(trained.model, decoded.clips, batch_size)
-    return probabilities.mean(axis=0), len(decoded.clips)
+    return decoded.clips
+
+
+def video_probabilities(trained: TrainedModel, path: Path, batch_size: int = 32) -> tuple[np.ndarray, int]:
+    """Decode ``path`` like processing and return its clip-averaged probabilities and clip count.
+
+    Raises:
+        VideoDecodeError: the video cannot be decoded.
+    """
+    probabilities = predict_clips(trained.model, decode_video(trained, path), batch_size)
+    return probabilities.mean(axis=0), len(probabilities)
 
 
 def predict_videos(trained: TrainedModel, paths: Iterable[Path], batch_size: int = 32) -> Iterator[VideoPrediction]:
@@ -184,13 +193,18 @@ def csv_header(top_k: int) -> list[str]:
     return ["path", "predicted", "probability", *extra, "clips", "error"]
 
 
+def ranking_cells(ranked: Sequence[tuple[str, float]], top_k: int) -> list[str]:
+    """``predicted,probability[,top<k>,top<k>_probability...]`` cells of a ranking (empty cells past its end)."""
+    cells = []
+    for k in range(top_k):
+        name, probability = ranked[k] if k < len(ranked) else ("", None)
+        cells += [name, "" if probability is None else f"{probability:.6f}"]
+    return cells
+
+
 def csv_row(prediction: VideoPrediction, top_k: int) -> list[str]:
     """One CSV row (empty class and probability cells for a video that failed)."""
-    cells = [str(prediction.path)]
-    for k in range(top_k):
-        name, probability = prediction.ranked[k] if k < len(prediction.ranked) else ("", None)
-        cells += [name, "" if probability is None else f"{probability:.6f}"]
-    return [*cells, str(prediction.clips), prediction.error]
+    return [str(prediction.path), *ranking_cells(prediction.ranked, top_k), str(prediction.clips), prediction.error]
 
 
 def write_predictions(predictions: Iterable[VideoPrediction], path: Path | None, top_k: int = 1) -> list[VideoPrediction]:

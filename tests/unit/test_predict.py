@@ -9,17 +9,14 @@ import tarfile
 import keras
 import numpy as np
 import pytest
-from trainkit import write_dataset
+from trainkit import write_dataset, write_model_dir
 from videos import write_index_video
 
-from video3dcnn.checkpoints import save_model
 from video3dcnn.cli import EXIT_USER_ERROR, main
 from video3dcnn.config import ClipSpec
 from video3dcnn.decoding import decode_clips
 from video3dcnn.errors import ConfigError, DataError
-from video3dcnn.model import build_model
 from video3dcnn.predict import csv_header, load_trained
-from video3dcnn.files import write_json_atomic
 from video3dcnn.shards import write_classes
 
 SPEC = ClipSpec(frames=4, height=16, width=16)
@@ -27,12 +24,7 @@ CLASSES = ("Left", "Right", "Up")
 
 
 def _model_dir(directory, spec: ClipSpec = SPEC, classes=CLASSES):
-    keras.utils.set_random_seed(0)
-    model = build_model(spec.shape, len(classes), "bn")
-    save_model(model, directory / "model.keras")
-    write_classes(directory, classes)
-    write_json_atomic(directory / "clip_spec.json", spec.to_dict())
-    return directory
+    return write_model_dir(directory, spec, classes)
 
 
 @pytest.fixture(scope="module")
