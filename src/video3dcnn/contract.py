@@ -9,6 +9,8 @@ Pages that define these files:
 - Training: https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-running-container.html
   and https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-output.html
 - Processing: https://docs.aws.amazon.com/sagemaker/latest/dg/build-your-own-processing-container.html
+- Inference: https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-inference-code.html
+  and https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-batch-code.html
 """
 
 from __future__ import annotations
@@ -56,6 +58,17 @@ SM_HOSTS = "SM_HOSTS"
 SM_CURRENT_HOST = "SM_CURRENT_HOST"
 SM_NUM_GPUS = "SM_NUM_GPUS"
 CHECKPOINT_DIR_ENV = "VIDEO3DCNN_CHECKPOINT_DIR"  # SageMaker has no SM_* name for checkpoints
+
+# Inference (`docker run <image> serve`): the model archive is extracted into /opt/ml/model before start.
+SERVING_PORT = 8080
+BIND_TO_PORT_ENV = "SAGEMAKER_BIND_TO_PORT"  # set when several containers share one host
+WORKERS_ENV = "SAGEMAKER_MODEL_SERVER_WORKERS"  # the names AWS's own inference containers read
+TIMEOUT_ENV = "SAGEMAKER_MODEL_SERVER_TIMEOUT"
+MAX_PAYLOAD_ENV = "SAGEMAKER_MAX_PAYLOAD_IN_MB"  # set by Batch Transform when the job gives MaxPayloadInMB
+TOP_K_ENV = "VIDEO3DCNN_TOP_K"  # classes listed per answer; a CreateModel Environment entry
+DEFAULT_TIMEOUT_S = 60  # a real-time invocation must answer within 60 s
+DEFAULT_MAX_PAYLOAD_MB = 1024  # asynchronous inference takes payloads up to 1 GB
+DEFAULT_TOP_K = 5
 
 FAILURE_MESSAGE_LIMIT = 1024
 
@@ -228,6 +241,55 @@ def training_env(environ: Mapping[str, str] = os.environ, root: Path | None = No
         hosts=_hosts_from_env(environ, config_dir),
         num_gpus=int(gpus) if gpus and gpus.isdigit() else None,
         failure_path=root / FAILURE_FILE if in_job else None,
+    )
+
+
+@dataclass(frozen=True)
+class ServingEnv:
+    """What an inference container is told, read once.
+
+    Attributes:
+        model_dir: the extracted model archive (``/opt/ml/model``).
+        port: where to listen (``SAGEMAKER_BIND_TO_PORT``, else 8080).
+        workers: server processes, each with its own copy of the model (``SAGEMAKER_MODEL_SERVER_WORKERS``, else
+            one per usable core).
+        timeout_s: a worker silent for this long is restarted (``SAGEMAKER_MODEL_SERVER_TIMEOUT``, else 60).
+        max_payload_mb: the largest request body accepted (``SAGEMAKER_MAX_PAYLOAD_IN_MB``, else 1024).
+        top_k: how many ranked classes an answer lists (``VIDEO3DCNN_TOP_K``, else 5; at most the class count).
+    """
+
+    model_dir: Path
+    port: int = SERVING_PORT
+    workers: int = 1
+    timeout_s: int = DEFAULT_TIMEOUT_S
+    max_payload_mb: int = DEFAULT_MAX_PAYLOAD_MB
+    top_k: int = DEFAULT_TOP_K
+
+
+def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ContractError(f"{name}={raw!r} must be a whole number of at least 1")
+    return int(raw)
+
+
+def serving_env(environ: Mapping[str, str] = os.environ, root: Path | None = None) -> ServingEnv:
+    """Read the inference contract from ``environ`` (model under ``root``, default ``$SAGEMAKER_BASE_DIR`` or /opt/ml).
+
+    Raises:
+        ContractError: a variable that must be a positive whole number is not.
+    """
+    root = root or opt_ml_root(environ)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return ServingEnv(
+        model_dir=root / MODEL_DIR,
+        port=_positive_int(environ, BIND_TO_PORT_ENV, SERVING_PORT),
+        workers=_positive_int(environ, WORKERS_ENV, cores),
+        timeout_s=_positive_int(environ, TIMEOUT_ENV, DEFAULT_TIMEOUT_S),
+        max_payload_mb=_positive_int(environ, MAX_PAYLOAD_ENV, DEFAULT_MAX_PAYLOAD_MB),
+        top_k=_positive_int(environ, TOP_K_ENV, DEFAULT_TOP_K),
     )
 
 

@@ -26,7 +26,7 @@ from video3dcnn.logs import configure_logging
 
 logger = logging.getLogger("video3dcnn")
 
-SUBCOMMANDS = ("process", "train", "predict", "evaluate", "sample", "launch")
+SUBCOMMANDS = ("process", "train", "predict", "evaluate", "serve", "sample", "launch")
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
 
