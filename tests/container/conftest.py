@@ -1,4 +1,5 @@
-"""Fixtures shared by every container test: the two image tags, the /opt/ml trees, one processed data set.
+"""Fixtures shared by every container test: the two image tags, the /opt/ml trees, one processed data set, and one
+model trained on it by the training image (what the serving tests deploy).
 
 Image tags come from ``VIDEO3DCNN_PROCESSING_IMAGE`` / ``VIDEO3DCNN_TRAINING_IMAGE`` (tests/run.sh builds the images
 through the air-gapped path and sets them). When a variable is unset, the image is built here with
@@ -9,11 +10,20 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from containers import REPO_ROOT, ContainerRun, give_back, processing_tree, run_container
+from containers import (
+    REPO_ROOT,
+    TRAINING_TIMEOUT_S,
+    ContainerRun,
+    give_back,
+    processing_tree,
+    run_container,
+    training_tree,
+)
 
 PROCESSING_IMAGE_ENV = "VIDEO3DCNN_PROCESSING_IMAGE"
 TRAINING_IMAGE_ENV = "VIDEO3DCNN_TRAINING_IMAGE"
@@ -22,6 +32,9 @@ BUILD_TIMEOUT_S = 1800
 # Small enough for a 2-core CI machine; 3 groups per class with a 1/3 validation fraction gives every split clips.
 SAMPLE_VIDEOS = {"groups": 3, "clips_per_group": 2, "num_frames": 16, "height": 32, "width": 32, "seed": 1}
 PROCESS_ARGS = ["--frames", "8", "--size", "32x32", "--val-fraction", "0.34"]
+# Enough epochs for the sample's motion classes (24 of 24 videos right in a trial run; 30 epochs took ~20 s).
+SERVING_HYPERPARAMETERS = {"epochs": "40", "batch_size": "4", "seed": "0", "workers": "0"}
+MODEL_FILES = ("model.keras", "classes.txt", "clip_spec.json")
 
 
 def _offline_ready(client) -> bool:
@@ -106,3 +119,25 @@ def processed_data(processed: tuple[ContainerRun, Path]) -> Path:
         pytest.fail(f"the processing container failed, so there is no data to train on: {run.describe()}")
     return root / "processed"
 
+
+@pytest.fixture(scope="session")
+def trained_model(
+    tmp_path_factory: pytest.TempPathFactory, docker_client, training_image: str, processing_image: str,
+    processed_data: Path,
+) -> Iterator[Path]:
+    """The model directory a training job of the training image wrote for ``sample_videos``.
+
+    Beside it, ``archive/model.tar.gz`` holds the same files packed as SageMaker packs /opt/ml/model, alone in its
+    folder (SDK local mode extracts an archive into the folder it lies in and mounts that folder).
+    """
+    root = tmp_path_factory.mktemp("trained")
+    mounts = training_tree(root, processed_data, SERVING_HYPERPARAMETERS)
+    run = run_container(docker_client, training_image, None, mounts, timeout_s=TRAINING_TIMEOUT_S)
+    if run.exit_code != 0:
+        pytest.fail(f"the training container failed, so there is no model to serve: {run.describe()}")
+    (root / "archive").mkdir()
+    with tarfile.open(root / "archive/model.tar.gz", "w:gz") as archive:
+        for name in MODEL_FILES:
+            archive.add(root / "model" / name, arcname=name)
+    yield root / "model"
+    give_back(docker_client, processing_image, root)

@@ -1,7 +1,8 @@
 """Helpers for the container smoke tests: fake /opt/ml trees and one-shot container runs through the docker SDK.
 
 A container runs like a SageMaker job without network access: ``network_mode="none"``, host name ``algo-1`` (the name
-in resourceconfig.json), which resolves through an /etc/hosts entry since there is no DNS.
+in resourceconfig.json), which resolves through an /etc/hosts entry since there is no DNS. A serving container
+(``serving_container``) publishes its port 8080 on 127.0.0.1 instead.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,3 +208,52 @@ def give_back(client, image: str, path: Path) -> None:
         return
     owner = f"{os.getuid()}:{os.getgid()}"
     run_container(client, image, ["-R", owner, "/work"], volumes={path: "/work"}, entrypoint=["chown"])
+
+
+@dataclass
+class Server:
+    """A running ``serve`` container and where its port is published on this machine."""
+
+    container: object
+    url: str
+
+    def logs(self) -> str:
+        return _logs(self.container)
+
+
+def wait_until_healthy(url: str, timeout_s: float = 180) -> None:
+    """Poll ``GET <url>/ping`` until it answers 200, as SageMaker does before it sends requests."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:  # not listening yet, 503 while the model loads, or slow while Keras is imported
+            pass
+        time.sleep(1)
+    raise AssertionError(f"{url}/ping did not answer 200 within {timeout_s:.0f} s")
+
+
+@contextmanager
+def serving_container(client, image: str, model_dir: Path, environment: dict[str, str] | None = None) -> Iterator[Server]:
+    """Run ``docker run <image> serve`` with ``model_dir`` at /opt/ml/model, its port 8080 published on 127.0.0.1.
+
+    The container is removed afterwards and its log printed (pytest shows it for a failed test).
+    """
+    from localservers import LOCALHOST, free_port
+
+    port = free_port()
+    container = client.containers.run(
+        image, ["serve"], detach=True, environment=environment or {}, ports={"8080/tcp": (LOCALHOST, port)},
+        volumes={str(Path(model_dir).resolve()): {"bind": str(OPT_ML / contract.MODEL_DIR), "mode": "ro"}},
+    )  # fmt: skip
+    server = Server(container, f"http://{LOCALHOST}:{port}")
+    try:
+        yield server
+    finally:
+        print(f"--- {image} serve ---\n{server.logs()}")
+        container.remove(force=True)

@@ -2,7 +2,9 @@
 
 ``Estimator(image_uri=..., instance_type="local")`` trains on a ``file://`` channel of shards and must return the
 model in ``model.tar.gz``; ``Processor(image_uri=..., instance_type="local")`` turns videos in S3 into shards in S3,
-with the S3 side served by moto on 127.0.0.1. No AWS call: telemetry is opted out, credentials are dummies, every AWS
+with the S3 side served by moto on 127.0.0.1. ``Model(image_uri=<training image>, model_data="file://...")`` serves a
+model the training image trained: ``.deploy`` answers a ``Predictor`` sent a video file, and ``.transformer`` writes
+one ``.out`` per video that agrees with ``video3dcnn predict`` run in the same image. No AWS call: telemetry is opted out, credentials are dummies, every AWS
 endpoint points at moto, and HTTPS goes to a dead proxy, so a stray call fails instead of leaving the machine.
 
 SDK v2 runs ``docker compose`` only when its version output contains "v2", else the ``docker-compose`` executable.
@@ -10,13 +12,16 @@ SDK v2 runs ``docker compose`` only when its version output contains "v2", else 
 
 from __future__ import annotations
 
+import csv
 import json
+import shutil
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from localservers import ACCOUNT, LOCALHOST, REGION, MotoServer, moto, moto_module  # noqa: F401 - fixtures
+from containers import SYNTHETIC_CLASSES, run_container
+from localservers import ACCOUNT, LOCALHOST, REGION, MotoServer, free_port, moto, moto_module  # noqa: F401 - fixtures
 
 from video3dcnn.cli import main as video3dcnn
 
@@ -152,3 +157,85 @@ def test_processor_local_mode_turns_s3_videos_into_s3_shards(
     assert json.dumps(manifest).count('"frames": 8') >= 1
     assert {call.split(":")[0] for call in calls} == {"s3"}  # no STS (telemetry), no SageMaker API
     assert sdk_env.signed_scopes() == {(REGION, "s3")}
+
+
+def _serving_model(session, training_image: str, trained_model: Path, env: dict[str, str] | None = None):
+    """A ``sagemaker.model.Model`` of the training image and its model.tar.gz, served on a free port of this machine."""
+    from sagemaker.model import Model
+    from sagemaker.predictor import Predictor
+
+    # Local mode publishes the container's 8080 on local.serving_port; 8080 itself may be taken on a shared machine.
+    session.config = {"local": {**session.config["local"], "serving_port": free_port()}}
+    archive = trained_model.parent / "archive/model.tar.gz"
+    return Model(image_uri=training_image, model_data=f"file://{archive}", role=ROLE, env=env or {},
+                 sagemaker_session=session, predictor_cls=Predictor)  # fmt: skip
+
+
+def _sample_files(sample_videos: Path, per_class: int) -> dict[str, Path]:
+    """``per_class`` videos of each class: file name -> path; names start with the class."""
+    return {
+        f"{name}-{path.name}": path
+        for name in SYNTHETIC_CLASSES
+        for path in sorted((sample_videos / name).glob("*.mp4"))[:per_class]
+    }
+
+
+def test_model_deployed_in_local_mode_predicts_the_class_of_a_video(
+    sdk_env: MotoServer, local_session: tuple, training_image: str, trained_model: Path, sample_videos: Path
+) -> None:
+    from sagemaker.deserializers import JSONDeserializer
+    from sagemaker.serializers import IdentitySerializer
+
+    session, calls = local_session
+    model = _serving_model(session, training_image, trained_model)
+    predictor = model.deploy(initial_instance_count=1, instance_type="local",
+                             serializer=IdentitySerializer("video/mp4"), deserializer=JSONDeserializer())  # fmt: skip
+    try:
+        for name, path in _sample_files(sample_videos, 1).items():
+            answer = predictor.predict(path.read_bytes())
+            assert answer["predicted"] == name.split("-")[0], answer
+            assert answer["classes"] == SYNTHETIC_CLASSES
+    finally:
+        predictor.delete_endpoint()
+    assert calls == [] and sdk_env.recording() == []  # no AWS call at all
+
+
+def test_transformer_in_local_mode_writes_one_out_per_video_agreeing_with_predict(
+    sdk_env: MotoServer, local_session: tuple, training_image: str, trained_model: Path, sample_videos: Path,
+    tmp_path: Path, docker_client,
+) -> None:
+    session, calls = local_session
+    videos = tmp_path / "videos"  # local mode sends the files directly in the folder, one request each
+    videos.mkdir()
+    for name, path in _sample_files(sample_videos, 2).items():
+        shutil.copy(path, videos / name)
+    model = _serving_model(session, training_image, trained_model, env={"VIDEO3DCNN_TOP_K": "4"})
+    # strategy must be given: local mode takes the container's "SINGLE_RECORD" (the developer guide's spelling) for an
+    # API value and refuses it.
+    transformer = model.transformer(
+        instance_count=1, instance_type="local", strategy="SingleRecord", assemble_with="Line", accept="text/csv",
+        output_path=f"file://{tmp_path / 'out'}",
+    )  # fmt: skip
+    transformer.transform(f"file://{videos}", content_type="video/mp4", split_type=None, wait=True, logs=False)
+    outputs = {path.name for path in (tmp_path / "out").iterdir()}
+    assert outputs == {f"{path.name}.out" for path in videos.iterdir()}
+
+    (tmp_path / "predict").mkdir()
+    run = run_container(
+        docker_client, training_image,
+        ["predict", "--model-dir", "/opt/ml/model", "/videos", "--output", "/predict/predictions.csv", "--top-k", "4"],
+        volumes={trained_model: "/opt/ml/model:ro", videos: "/videos:ro", tmp_path / "predict": "/predict"},
+        entrypoint=["video3dcnn"],
+    )  # fmt: skip
+    assert run.exit_code == 0, run.describe()
+    with open(tmp_path / "predict/predictions.csv", newline="") as handle:
+        rows = list(csv.reader(handle))[1:]
+    assert len(rows) == len(outputs)
+    for row in rows:
+        name = Path(row[0]).name
+        [out] = list(csv.reader((tmp_path / "out" / f"{name}.out").read_text().splitlines()))
+        assert out[0] == row[1] == name.split("-")[0]  # the same class, and the right one
+        assert out[2:-1:2] == row[3:-2:2]  # the same ranking
+        assert [float(p) for p in out[1:-1:2]] == pytest.approx([float(p) for p in row[2:-2:2]], abs=2e-6)
+        assert out[-1] == row[-2] == "1"  # clips
+    assert calls == [] and sdk_env.recording() == []
