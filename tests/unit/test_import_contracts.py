@@ -1,8 +1,8 @@
 """The package's layering holds: ``lint-imports`` (import-linter) keeps every contract in pyproject.toml.
 
-The contracts forbid import circles, fix the layers (the CLI on top, then the jobs, their parts, the shared building
-blocks, the contract and the errors at the bottom), keep Keras, TensorFlow and matplotlib out of the processing side
-and PyAV and OpenCV out of ``launch``, and leave TensorFlow to ``distribute``.
+The contracts forbid import circles, fix the layers (the CLI on top, then the inference server, the jobs, their parts,
+the shared building blocks, the contract and the errors at the bottom), keep Keras, TensorFlow and matplotlib out of
+the processing side and PyAV and OpenCV out of ``launch``, and leave TensorFlow to ``distribute``.
 """
 
 from __future__ import annotations

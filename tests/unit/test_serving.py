@@ -470,3 +470,17 @@ def test_video3dcnn_serve_answers_then_stops_cleanly_on_sigterm(model_dir, video
         print(server.stdout.read())
     assert not serve_dir.exists() and list(temp.iterdir()) == []
     assert not (home / ".gunicorn").exists()  # gunicorn's control socket stays off
+
+
+def test_the_server_process_imports_no_keras_before_it_forks():
+    """gunicorn's master forks the workers: a Keras backend imported before the fork would be shared, unsafely."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, video3dcnn.cli.serve, video3dcnn.serving, gunicorn.app.base; "
+        "loaded = [m for m in sys.modules if m.split('.')[0] in ('keras', 'tensorflow', 'jax', 'torch', 'cv2')]; "
+        "assert not loaded, loaded"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
