@@ -1,7 +1,9 @@
-"""``video3dcnn launch processing|training``: run the images as SageMaker jobs (boto3, extra ``aws``).
+"""``video3dcnn launch processing|training|transform|endpoint``: run the images on SageMaker (boto3, extra ``aws``).
 
-Prints the job name on stdout; with ``--wait`` also every status change, then the job's result (the model artifact
-of a training job, the output prefix of a processing job). The request is logged at DEBUG (``--log-level DEBUG``).
+Prints the job (or endpoint) name on stdout; with ``--wait`` also every status change, then the result (the model
+artifact of a training job, the output prefix of a processing or transform job). ``transform`` and ``endpoint`` first
+create a SageMaker model: the training image serving a ``model.tar.gz``. Requests are logged at DEBUG
+(``--log-level DEBUG``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from video3dcnn.process_options import add_arguments, from_arguments
 logger = logging.getLogger(__name__)
 
 DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"
+DEFAULT_HOSTING_INSTANCE_TYPE = "ml.c5.xlarge"  # decoding videos is what a prediction spends its CPU on
 DEFAULT_POLL_S = 30.0
 MAX_POLL_S = 600.0
 CLASSES_FLAG = "--classes"  # the process option that takes a class list file
@@ -29,13 +32,16 @@ CLASSES_FLAG = "--classes"  # the process option that takes a class list file
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "launch",
-        help="submit a SageMaker Processing or Training job that runs the images (needs boto3: extra 'aws')",
-        description="Submit a SageMaker job with boto3. Credentials and region come from the usual AWS chain.",
+        help="run the images on SageMaker: processing, training, batch transform or an endpoint (needs boto3: extra 'aws')",
+        description="Submit a SageMaker job, or create an endpoint, with boto3. Credentials and region come from the "
+        "usual AWS chain.",
     )
     kinds = parser.add_subparsers(dest="kind", metavar="KIND")
     kinds.required = True
     _add_processing_parser(kinds)
     _add_training_parser(kinds)
+    _add_transform_parser(kinds)
+    _add_endpoint_parser(kinds)
 
 
 def _add_processing_parser(kinds: argparse._SubParsersAction) -> None:
@@ -84,19 +90,69 @@ def _add_training_parser(kinds: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run_training)
 
 
+def _add_transform_parser(kinds: argparse._SubParsersAction) -> None:
+    parser = kinds.add_parser(
+        "transform",
+        help="videos in S3 -> one <video>.out prediction each in S3 (Batch Transform with the training image)",
+        description="Create a model (the training image serving --model-data) and a Batch Transform job that sends "
+        "every video under --input as one request. Each answer lands in --output as <video>.out: one CSV line "
+        "predicted,probability[,top2,top2_probability...],clips, or JSON with --accept application/json.",
+    )
+    parser.add_argument("--input", required=True, metavar="S3_URI", help="s3:// prefix of the videos (any folders)")
+    parser.add_argument("--output", required=True, metavar="S3_URI", help="s3:// prefix the .out files go to")
+    parser.add_argument("--content-type", help="sent with every video (default: from the file extensions)")
+    parser.add_argument("--accept", default="text/csv", help="text/csv (default) or application/json")
+    parser.add_argument("--max-payload", type=int, metavar="MB", help="MaxPayloadInMB (default: the largest video)")
+    parser.add_argument("--max-concurrent", type=int, metavar="N",
+                        help="requests per instance at once (default: the container's workers, one per vCPU)")
+    parser.add_argument("--invocation-timeout", type=int, metavar="SECONDS",
+                        help="how long one video may take (default: SageMaker's 600)")  # fmt: skip
+    _add_hosting_options(parser, "video3dcnn-transform", "--job-name")
+    parser.set_defaults(run=run_transform)
+
+
+def _add_endpoint_parser(kinds: argparse._SubParsersAction) -> None:
+    parser = kinds.add_parser(
+        "endpoint",
+        help="a real-time or asynchronous endpoint of the training image serving a model.tar.gz",
+        description="Create a model (the training image serving --model-data), an endpoint configuration and an "
+        "endpoint of the same name. Real-time requests carry up to 6 MB; with --async-output the endpoint is "
+        "asynchronous: requests name a video in S3 (up to 1 GB) and answers are written to --async-output.",
+    )
+    parser.add_argument("--async-output", metavar="S3_URI", help="asynchronous inference: where answers are written")
+    parser.add_argument("--async-failure", metavar="S3_URI", help="asynchronous inference: where errors are written")
+    parser.add_argument("--max-concurrent-invocations", type=int, metavar="N",
+                        help="asynchronous inference: requests per instance at once (default: SageMaker chooses)")  # fmt: skip
+    _add_hosting_options(parser, "video3dcnn-endpoint", "--endpoint-name")
+    parser.set_defaults(run=run_endpoint)
+
+
+def _add_hosting_options(parser: argparse.ArgumentParser, default_name: str, name_flag: str) -> None:
+    parser.add_argument("--model-data", required=True, metavar="S3_URI", help="model.tar.gz of a training job")
+    parser.add_argument("--top-k", type=int, metavar="K", help="classes ranked in each answer (default: 5)")
+    group = _add_common_options(parser, default_name, name_flag, DEFAULT_HOSTING_INSTANCE_TYPE)
+    group.add_argument("--instance-count", type=int, default=1, help="(default: 1)")
+
+
 def _add_job_options(parser: argparse.ArgumentParser, default_name: str) -> None:
+    group = _add_common_options(parser, default_name, "--job-name", DEFAULT_INSTANCE_TYPE)
+    group.add_argument("--instance-count", type=int, default=1, help="(default: 1)")
+    group.add_argument("--volume-size", type=int, default=30, metavar="GB", help="EBS GB per instance (default: 30)")
+    group.add_argument("--max-runtime", type=int, default=86400, metavar="SECONDS", help="(default: 86400)")
+
+
+def _add_common_options(
+    parser: argparse.ArgumentParser, default_name: str, name_flag: str, instance_type: str
+) -> argparse._ArgumentGroup:
     parser.set_defaults(default_job_name=default_name)
     group = parser.add_argument_group("job")
     group.add_argument("--image", required=True, metavar="URI", help="image URI (build_and_push.sh prints it)")
     group.add_argument("--role", required=True, metavar="ARN", help="IAM role ARN SageMaker assumes for the job")
     group.add_argument("--region", help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION or the AWS config)")
-    group.add_argument("--job-name", help=f"job name (default: {default_name}-<UTC time>-<random>)")
-    group.add_argument("--instance-type", default=DEFAULT_INSTANCE_TYPE, help=f"(default: {DEFAULT_INSTANCE_TYPE})")
-    group.add_argument("--instance-count", type=int, default=1, help="(default: 1)")
-    group.add_argument("--volume-size", type=int, default=30, metavar="GB", help="EBS GB per instance (default: 30)")
-    group.add_argument("--max-runtime", type=int, default=86400, metavar="SECONDS", help="(default: 86400)")
+    group.add_argument(name_flag, dest="job_name", help=f"name (default: {default_name}-<UTC time>-<random>)")
+    group.add_argument("--instance-type", default=instance_type, help=f"(default: {instance_type})")
     group.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="container variable, repeatable")
-    group.add_argument("--wait", action="store_true", help="wait for the job to end, printing each status change")
+    group.add_argument("--wait", action="store_true", help="wait for the end, printing each status change")
     group.add_argument(
         "--poll-interval",
         type=float,
@@ -104,6 +160,7 @@ def _add_job_options(parser: argparse.ArgumentParser, default_name: str) -> None
         metavar="SECONDS",
         help=f"--wait polling interval (default: {DEFAULT_POLL_S:.0f})",
     )
+    return group
 
 
 def parse_key_values(items: Sequence[str], option: str) -> dict[str, str]:
@@ -117,13 +174,19 @@ def parse_key_values(items: Sequence[str], option: str) -> dict[str, str]:
     return result
 
 
-def _job_spec(args: argparse.Namespace):
-    from video3dcnn.launch import JobSpec, make_job_name
+def _job_name(args: argparse.Namespace) -> str:
+    from video3dcnn.launch import make_job_name
 
     if not 0 < args.poll_interval <= MAX_POLL_S:
         raise ConfigError(f"--poll-interval must be between 0 and {MAX_POLL_S:.0f} seconds")
+    return args.job_name or make_job_name(args.default_job_name)
+
+
+def _job_spec(args: argparse.Namespace):
+    from video3dcnn.launch import JobSpec
+
     return JobSpec(
-        name=args.job_name or make_job_name(args.default_job_name),
+        name=_job_name(args),
         role_arn=args.role,
         image_uri=args.image,
         instance_type=args.instance_type,
@@ -219,12 +282,69 @@ def run_training(args: argparse.Namespace) -> int:
     return 0
 
 
-def _submit(args: argparse.Namespace, kind: str, request: dict) -> dict | None:
-    """Submit ``request``, print the job name and, with ``--wait``, follow the job; return its final description."""
+def _model_spec(args: argparse.Namespace, name: str):
+    from video3dcnn.launch import ModelSpec, model_environment
+
+    environment = model_environment(parse_key_values(args.env, "--env"), args.top_k)
+    return ModelSpec(name, args.role, args.image, args.model_data, environment)
+
+
+def run_transform(args: argparse.Namespace) -> int:
+    """Create the model and submit (and with ``--wait`` follow) a Batch Transform job over the videos under --input."""
+    import dataclasses
+
+    from video3dcnn.launch import aws_client, create_model, folder_uri, list_objects, model_request
+    from video3dcnn.launch import plan_transform_input, staging_uri, transform_request, upload_manifest
+
+    name = _job_name(args)
+    model = _model_spec(args, name)
+    input_uri = folder_uri(args.input)
+    s3 = aws_client("s3", args.region)
+    data, entries = plan_transform_input(input_uri, list_objects(s3, input_uri), args.content_type)
+    if args.max_payload is not None:
+        if args.max_payload < data.max_payload_mb:
+            raise ConfigError(f"--max-payload {args.max_payload} MB is below the largest video ({data.max_payload_mb} MB)")
+        data = dataclasses.replace(data, max_payload_mb=args.max_payload)
+    request = transform_request(name, model.name, data, args.output, args.instance_type, args.instance_count,
+                                args.accept, args.max_concurrent, args.invocation_timeout)  # fmt: skip
+    if data.manifest:
+        manifest = upload_manifest(s3, staging_uri(args.output, name), input_uri, entries)
+        request["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] = manifest
+    logger.info("%s: content type %s, MaxPayloadInMB %d", input_uri, data.content_type, data.max_payload_mb)
+    if _submit(args, "transform", request, [(create_model, model_request(model))]) is not None:
+        print(f"output: {args.output}", flush=True)
+    return 0
+
+
+def run_endpoint(args: argparse.Namespace) -> int:
+    """Create the model, an endpoint configuration and the endpoint; with ``--wait`` until it is InService."""
+    from video3dcnn.launch import AsyncOptions, create_endpoint_config, create_model, endpoint_config_request
+    from video3dcnn.launch import endpoint_request, model_request
+
+    asynchronous = None
+    if args.async_output:
+        asynchronous = AsyncOptions(args.async_output, args.async_failure, args.max_concurrent_invocations)
+    elif args.async_failure or args.max_concurrent_invocations is not None:
+        raise ConfigError("--async-failure and --max-concurrent-invocations apply to asynchronous endpoints: add --async-output")
+    name = _job_name(args)
+    model = _model_spec(args, name)
+    config = endpoint_config_request(name, model.name, args.instance_type, args.instance_count, asynchronous)
+    prerequisites = [(create_model, model_request(model)), (create_endpoint_config, config)]
+    if _submit(args, "endpoint", endpoint_request(name, name), prerequisites) is not None:
+        print(f"endpoint: {name} InService", flush=True)
+    return 0
+
+
+def _submit(args: argparse.Namespace, kind: str, request: dict, prerequisites: Sequence[tuple] = ()) -> dict | None:
+    """Create each ``(create, request)`` prerequisite, then submit ``request``; print its name and, with ``--wait``,
+    follow it; return its final description."""
     from video3dcnn.launch import KINDS, aws_client, submit_job, wait_for_job, wait_timeout
 
-    logger.debug("request: %s", json.dumps(request, indent=2))
     client = aws_client("sagemaker", args.region)
+    for create, prerequisite in prerequisites:
+        logger.debug("request: %s", json.dumps(prerequisite, indent=2))
+        create(client, prerequisite)
+    logger.debug("request: %s", json.dumps(request, indent=2))
     arn = submit_job(client, kind, request)
     name = request[KINDS[kind].name_key]
     logger.info("job ARN: %s", arn)
