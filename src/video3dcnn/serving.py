@@ -5,7 +5,8 @@ gunicorn with threaded workers, each holding its own copy of the model from /opt
 (Keras backends are not fork-safe) in a background thread, so that /ping answers while it loads. Routes:
 
 - ``GET /ping``: 200 with an empty body once the model is loaded; 503 while it loads; 500 with the reason when it
-  cannot be loaded.
+  cannot be loaded. An invocation that reaches a worker still loading waits for its model (another worker may have
+  answered the ping), at most ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` seconds.
 - ``POST /invocations``: a whole video file (``content_types.VIDEO_TYPES``), decoded with the clip spec stored with the
   model through the same code as processing and ``video3dcnn predict``; or ``application/x-npy``, uint8 clips
   ``[N, T, H, W, C]`` of that spec. The answer is ``application/json`` or ``text/csv`` (one line) by ``Accept``.
@@ -108,12 +109,14 @@ class ModelSlot:
         """Block until loading ended (loaded or failed); False on timeout."""
         return self._done.wait(timeout_s)
 
-    def get(self) -> TrainedModel:
-        """The loaded model.
+    def get(self, wait_s: float = 0) -> TrainedModel:
+        """The loaded model, waiting up to ``wait_s`` seconds for it.
 
         Raises:
             RequestError: 503 while the model loads, 500 with the reason when it could not be loaded.
         """
+        if self.trained is None and wait_s > 0:
+            self._done.wait(wait_s)
         if self.trained is not None:
             return self.trained
         if self.error is not None:
@@ -252,7 +255,8 @@ class InferenceApp:
         if content_type not in REQUEST_TYPES:
             raise RequestError(415, f"content type {content_type!r} is not accepted: send one of {', '.join(REQUEST_TYPES)}")
         accept = response_type(request)
-        trained = self.slot.get()
+        # Another worker may have answered /ping while this one still loads: the request waits rather than fail.
+        trained = self.slot.get(wait_s=self.env.timeout_s)
         if content_type == NPY:
             clips = parse_clips(b"".join(self._body_chunks(request)), trained.clip_spec)
         else:

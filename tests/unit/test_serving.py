@@ -102,21 +102,38 @@ def test_ping_is_200_with_an_empty_body_once_loaded(client):
     assert response.status_code == 200 and response.get_data() == b""
 
 
-def test_ping_is_503_while_the_model_loads_then_200(model_dir, scratch, trained):
+def test_ping_is_503_while_the_model_loads_and_an_invocation_waits_for_it(model_dir, scratch, trained, videos):
     release = threading.Event()
 
     def slow_load(_):
-        release.wait(10)
+        release.wait(30)
         return trained
 
     app = InferenceApp(ServingEnv(model_dir=model_dir), scratch, load=slow_load, background=True)
     client = Client(app)
     response = client.get("/ping")
     assert response.status_code == 503 and "loading" in _error(response)
-    assert _post(client, b"x").status_code == 503
+    answers = []
+    waiting = threading.Thread(target=lambda: answers.append(_post(Client(app), videos["avi"].read_bytes())))
+    waiting.start()
+    waiting.join(1.0)
+    assert waiting.is_alive() and answers == []  # held, not refused, while the model loads
     release.set()
-    assert app.slot.wait(30)
+    waiting.join(60)
+    assert answers[0].status_code == 200
     assert client.get("/ping").status_code == 200
+
+
+def test_an_invocation_gives_up_waiting_after_the_timeout(model_dir, scratch, trained):
+    release = threading.Event()
+    app = InferenceApp(ServingEnv(model_dir=model_dir, timeout_s=1), scratch,
+                       load=lambda _: release.wait(30) and trained, background=True)  # fmt: skip
+    try:
+        response = _post(Client(app), b"x")
+        assert response.status_code == 503 and "still loading" in _error(response)
+    finally:
+        release.set()
+        assert app.slot.wait(30)  # no loader thread left running into interpreter exit
 
 
 def test_a_model_that_cannot_be_loaded_fails_ping_with_the_reason(tmp_path, scratch):
