@@ -629,31 +629,17 @@ class _Kind:
     failures: frozenset[str] = frozenset({"Failed", "Stopped"})
 
 
+def _job_kind(noun: str, reason_keys: tuple[str, ...] = ("FailureReason",)) -> _Kind:
+    """The calls and keys of a job kind: ``Training`` -> ``create_training_job``, ``TrainingJobName``, ..."""
+    prefix = f"{noun}Job"
+    return _Kind(f"create_{noun.lower()}_job", f"describe_{noun.lower()}_job", f"{prefix}Name", f"{prefix}Status",
+                 f"{prefix}Arn", reason_keys)  # fmt: skip
+
+
 KINDS = {
-    "processing": _Kind(
-        create="create_processing_job",
-        describe="describe_processing_job",
-        name_key="ProcessingJobName",
-        status_key="ProcessingJobStatus",
-        arn_key="ProcessingJobArn",
-        reason_keys=("FailureReason", "ExitMessage"),
-    ),
-    "training": _Kind(
-        create="create_training_job",
-        describe="describe_training_job",
-        name_key="TrainingJobName",
-        status_key="TrainingJobStatus",
-        arn_key="TrainingJobArn",
-        reason_keys=("FailureReason",),
-    ),
-    "transform": _Kind(
-        create="create_transform_job",
-        describe="describe_transform_job",
-        name_key="TransformJobName",
-        status_key="TransformJobStatus",
-        arn_key="TransformJobArn",
-        reason_keys=("FailureReason",),
-    ),
+    "processing": _job_kind("Processing", ("FailureReason", "ExitMessage")),
+    "training": _job_kind("Training"),
+    "transform": _job_kind("Transform"),
     "endpoint": _Kind(
         create="create_endpoint",
         describe="describe_endpoint",
