@@ -161,10 +161,8 @@ def run_cell(server: Server, payload: str, body: bytes, content_type: str, worke
     latencies: list[float] = []
     warmup_done = time.monotonic() + 1.0  # warm-up requests are sent first and not counted
     stop_at = warmup_done + seconds
-    threads = [
-        threading.Thread(target=client_loop, args=(server.port, body, content_type, stop_at, WARMUP_PER_CLIENT, latencies))
-        for _ in range(clients)
-    ]
+    arguments = (server.port, body, content_type, stop_at, WARMUP_PER_CLIENT, latencies)
+    threads = [threading.Thread(target=client_loop, args=arguments) for _ in range(clients)]
     started = time.monotonic()
     for thread in threads:
         thread.start()

@@ -377,7 +377,8 @@ def plan_transform_input(
     if largest > TRANSFORM_PAYLOAD_MAX_MB * MB:
         raise DataError(
             f"s3://{bucket}/{largest_key} is {largest / MB:.0f} MB: a Batch Transform request carries at most "
-            f"{TRANSFORM_PAYLOAD_MAX_MB} MB; serve such videos from an asynchronous endpoint (launch endpoint --async-output)"
+            f"{TRANSFORM_PAYLOAD_MAX_MB} MB; serve such videos from an asynchronous endpoint "
+            "(launch endpoint --async-output)"
         )
     types = {content_type_for(key) for key, _ in videos}
     chosen = content_type or (types.pop() if len(types) == 1 else OCTET_STREAM)

@@ -148,9 +148,11 @@ def parse_clips(data: bytes, spec: ClipSpec) -> np.ndarray:
     expected = list(spec.shape)
     if len(shape) != 5 or list(shape[1:]) != expected or shape[0] < 1:
         wanted = ", ".join(map(str, expected))
-        raise RequestError(400, f"clips must have shape [N, {wanted}] (N >= 1, the model's clip spec), got {list(shape)}")
-    if len(data) - stream.tell() != int(np.prod(shape)):
-        raise RequestError(400, f"the .npy data holds {len(data) - stream.tell()} bytes, not the {int(np.prod(shape))} its header declares")
+        message = f"clips must have shape [N, {wanted}] (N >= 1, the model's clip spec), got {list(shape)}"
+        raise RequestError(400, message)
+    size, declared = len(data) - stream.tell(), int(np.prod(shape))
+    if size != declared:
+        raise RequestError(400, f"the .npy data holds {size} bytes, not the {declared} its header declares")
     stream.seek(0)
     return np.load(stream, allow_pickle=False)
 
@@ -226,7 +228,8 @@ class InferenceApp:
         except RequestError as exc:
             response = error_response(exc.status, str(exc))
         except HTTPException as exc:  # no such route, wrong method, a body cut short
-            reason = f"no route {request.method} {request.path}: use {ROUTES}" if exc.code in (404, 405) else exc.description
+            routing = exc.code in (404, 405)
+            reason = f"no route {request.method} {request.path}: use {ROUTES}" if routing else exc.description
             response = error_response(exc.code or 400, reason)
             if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
                 response.headers["Allow"] = ", ".join(exc.valid_methods)
@@ -253,7 +256,8 @@ class InferenceApp:
     def _invocations(self, request: Request) -> Response:
         content_type = request.mimetype or OCTET_STREAM  # no Content-Type: bytes of unknown kind
         if content_type not in REQUEST_TYPES:
-            raise RequestError(415, f"content type {content_type!r} is not accepted: send one of {', '.join(REQUEST_TYPES)}")
+            accepted = ", ".join(REQUEST_TYPES)
+            raise RequestError(415, f"content type {content_type!r} is not accepted: send one of {accepted}")
         accept = response_type(request)
         # Another worker may have answered /ping while this one still loads: the request waits rather than fail.
         trained = self.slot.get(wait_s=self.env.timeout_s)
@@ -271,7 +275,7 @@ class InferenceApp:
     def _body_chunks(self, request: Request) -> Iterator[bytes]:
         """The request body in chunks, refused (413) past the payload limit and (400) when empty."""
         limit = self.env.max_payload_mb * MB
-        too_large = f"the request body is larger than the {self.env.max_payload_mb} MB limit (SAGEMAKER_MAX_PAYLOAD_IN_MB)"
+        too_large = f"the request body is over the {self.env.max_payload_mb} MB limit (SAGEMAKER_MAX_PAYLOAD_IN_MB)"
         if request.content_length is not None and request.content_length > limit:
             raise RequestError(413, too_large)
         total = 0

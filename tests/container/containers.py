@@ -239,7 +239,9 @@ def wait_until_healthy(url: str, timeout_s: float = 180) -> None:
 
 
 @contextmanager
-def serving_container(client, image: str, model_dir: Path, environment: dict[str, str] | None = None) -> Iterator[Server]:
+def serving_container(
+    client, image: str, model_dir: Path, environment: dict[str, str] | None = None
+) -> Iterator[Server]:
     """Run ``docker run <image> serve`` with ``model_dir`` at /opt/ml/model, its port 8080 published on 127.0.0.1.
 
     The container is removed afterwards and its log printed (pytest shows it for a failed test).

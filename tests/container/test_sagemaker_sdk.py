@@ -4,8 +4,9 @@
 model in ``model.tar.gz``; ``Processor(image_uri=..., instance_type="local")`` turns videos in S3 into shards in S3,
 with the S3 side served by moto on 127.0.0.1. ``Model(image_uri=<training image>, model_data="file://...")`` serves a
 model the training image trained: ``.deploy`` answers a ``Predictor`` sent a video file, and ``.transformer`` writes
-one ``.out`` per video that agrees with ``video3dcnn predict`` run in the same image. No AWS call: telemetry is opted out, credentials are dummies, every AWS
-endpoint points at moto, and HTTPS goes to a dead proxy, so a stray call fails instead of leaving the machine.
+one ``.out`` per video that agrees with ``video3dcnn predict`` run in the same image. No AWS call: telemetry is opted
+out, credentials are dummies, every AWS endpoint points at moto, and HTTPS goes to a dead proxy, so a stray call fails
+instead of leaving the machine.
 
 SDK v2 runs ``docker compose`` only when its version output contains "v2", else the ``docker-compose`` executable.
 """

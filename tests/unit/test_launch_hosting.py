@@ -63,7 +63,8 @@ def test_transform_creates_the_model_and_a_job_sending_one_video_per_request(aws
     assert model["ExecutionRoleArn"] == ROLE
     assert model["PrimaryContainer"]["Image"] == IMAGE and model["PrimaryContainer"]["ModelDataUrl"] == MODEL_DATA
     [sent_model] = aws.requests("CreateModel")
-    assert sent_model["PrimaryContainer"]["Environment"] == {"VIDEO3DCNN_TOP_K": "3", "SAGEMAKER_MODEL_SERVER_WORKERS": "2"}
+    environment = sent_model["PrimaryContainer"]["Environment"]
+    assert environment == {"VIDEO3DCNN_TOP_K": "3", "SAGEMAKER_MODEL_SERVER_WORKERS": "2"}
     [sent] = aws.requests("CreateTransformJob")
     assert sent == {
         "TransformJobName": "tr-1",
@@ -89,7 +90,8 @@ def test_transform_with_other_files_beside_the_videos_lists_the_videos_in_a_mani
                            "--invocation-timeout", "1200")) == 0  # fmt: skip
     [sent] = aws.requests("CreateTransformJob")
     manifest_uri = f"s3://{BUCKET}/video3dcnn-launch/tr-2/videos.manifest"
-    assert sent["TransformInput"]["DataSource"] == {"S3DataSource": {"S3DataType": "ManifestFile", "S3Uri": manifest_uri}}
+    source = {"S3DataSource": {"S3DataType": "ManifestFile", "S3Uri": manifest_uri}}
+    assert sent["TransformInput"]["DataSource"] == source
     assert sent["TransformInput"]["ContentType"] == "application/octet-stream"  # AVI and MKV: the server sniffs
     assert sent["TransformOutput"]["Accept"] == "application/json"
     assert sent["MaxConcurrentTransforms"] == 4 and sent["ModelClientConfig"] == {"InvocationsTimeoutInSeconds": 1200}

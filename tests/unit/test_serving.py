@@ -153,7 +153,8 @@ def test_execution_parameters_keep_concurrency_times_payload_within_100_mb(
 ):
     client = Client(_app(model_dir, scratch, trained, workers=workers, max_payload_mb=max_payload_mb))
     body = client.get("/execution-parameters").get_json()
-    assert body == {"MaxConcurrentTransforms": expected[0], "BatchStrategy": "SINGLE_RECORD", "MaxPayloadInMB": expected[1]}
+    concurrent, payload = expected
+    assert body == {"MaxConcurrentTransforms": concurrent, "BatchStrategy": "SINGLE_RECORD", "MaxPayloadInMB": payload}
     assert body["MaxConcurrentTransforms"] * body["MaxPayloadInMB"] <= 100
 
 
@@ -169,7 +170,8 @@ def test_a_video_is_answered_exactly_as_predict_answers_it(client, trained, vide
     assert body["probability"] == pytest.approx(expected.probability, abs=1e-6)
     assert [item["class"] for item in body["top_k"]] == [name for name, _ in expected.ranked]
     assert body["clips"] == expected.clips == 1 and body["classes"] == list(CLASSES)
-    assert np.allclose(np.mean(body["clip_probabilities"], axis=0), [dict(expected.ranked)[c] for c in CLASSES], atol=1e-5)
+    by_class = dict(expected.ranked)
+    assert np.allclose(np.mean(body["clip_probabilities"], axis=0), [by_class[c] for c in CLASSES], atol=1e-5)
 
 
 def test_csv_answer_is_predicts_row_without_path_and_error(client, trained, videos):
@@ -347,7 +349,8 @@ class _Unreadable(io.BytesIO):
 
 def test_a_declared_length_over_the_limit_is_a_413_before_reading(model_dir, scratch, trained):
     app = _app(model_dir, scratch, trained, max_payload_mb=1)
-    environ = EnvironBuilder(path="/invocations", method="POST", input_stream=_Unreadable(), content_type=MP4).get_environ()
+    builder = EnvironBuilder(path="/invocations", method="POST", input_stream=_Unreadable(), content_type=MP4)
+    environ = builder.get_environ()
     environ["CONTENT_LENGTH"] = str(1024 * 1024 + 1)
     response = app.dispatch(Request(environ))
     assert response.status_code == 413 and "1 MB limit" in _error(response)
@@ -368,7 +371,9 @@ def test_a_chunked_body_over_the_limit_is_a_413(model_dir, scratch, trained):
     assert response.status_code == 413
 
 
-@pytest.mark.parametrize(("method", "path", "status"), [("GET", "/", 404), ("GET", "/invocations", 405), ("POST", "/ping", 405)])
+@pytest.mark.parametrize(
+    ("method", "path", "status"), [("GET", "/", 404), ("GET", "/invocations", 405), ("POST", "/ping", 405)]
+)
 def test_unknown_routes_and_methods_get_json_errors(client, method, path, status):
     response = client.open(path, method=method)
     assert response.status_code == status and "POST /invocations" in _error(response)

@@ -32,7 +32,7 @@ CLASSES_FLAG = "--classes"  # the process option that takes a class list file
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "launch",
-        help="run the images on SageMaker: processing, training, batch transform or an endpoint (needs boto3: extra 'aws')",
+        help="run the images on SageMaker: processing, training, batch transform or an endpoint (boto3: extra 'aws')",
         description="Submit a SageMaker job, or create an endpoint, with boto3. Credentials and region come from the "
         "usual AWS chain.",
     )
@@ -122,7 +122,7 @@ def _add_endpoint_parser(kinds: argparse._SubParsersAction) -> None:
     parser.add_argument("--async-output", metavar="S3_URI", help="asynchronous inference: where answers are written")
     parser.add_argument("--async-failure", metavar="S3_URI", help="asynchronous inference: where errors are written")
     parser.add_argument("--max-concurrent-invocations", type=int, metavar="N",
-                        help="asynchronous inference: requests per instance at once (default: SageMaker chooses)")  # fmt: skip
+                        help="asynchronous inference: requests per instance at once (default: SageMaker's choice)")
     _add_hosting_options(parser, "video3dcnn-endpoint", "--endpoint-name")
     parser.set_defaults(run=run_endpoint)
 
@@ -303,7 +303,9 @@ def run_transform(args: argparse.Namespace) -> int:
     data, entries = plan_transform_input(input_uri, list_objects(s3, input_uri), args.content_type)
     if args.max_payload is not None:
         if args.max_payload < data.max_payload_mb:
-            raise ConfigError(f"--max-payload {args.max_payload} MB is below the largest video ({data.max_payload_mb} MB)")
+            raise ConfigError(
+                f"--max-payload {args.max_payload} MB is below the largest video ({data.max_payload_mb} MB)"
+            )
         data = dataclasses.replace(data, max_payload_mb=args.max_payload)
     request = transform_request(name, model.name, data, args.output, args.instance_type, args.instance_count,
                                 args.accept, args.max_concurrent, args.invocation_timeout)  # fmt: skip
@@ -325,7 +327,9 @@ def run_endpoint(args: argparse.Namespace) -> int:
     if args.async_output:
         asynchronous = AsyncOptions(args.async_output, args.async_failure, args.max_concurrent_invocations)
     elif args.async_failure or args.max_concurrent_invocations is not None:
-        raise ConfigError("--async-failure and --max-concurrent-invocations apply to asynchronous endpoints: add --async-output")
+        raise ConfigError(
+            "--async-failure and --max-concurrent-invocations apply to asynchronous endpoints: add --async-output"
+        )
     name = _job_name(args)
     model = _model_spec(args, name)
     config = endpoint_config_request(name, model.name, args.instance_type, args.instance_count, asynchronous)
