@@ -41,8 +41,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from video3dcnn.config import ClipSpec
-from video3dcnn.content_types import CSV, JSON, NPY, OCTET_STREAM, REQUEST_TYPES, RESPONSE_TYPES, SNIFF_BYTES
-from video3dcnn.content_types import VIDEO_TYPES, video_suffix
+from video3dcnn.content_types import CSV, JSON, NPY, OCTET_STREAM, REQUEST_TYPES, RESPONSE_TYPES, VIDEO_TYPES
 from video3dcnn.contract import ServingEnv
 from video3dcnn.errors import ToolkitError, VideoDecodeError
 from video3dcnn.predict import TrainedModel, decode_video, load_trained, predict_clips, rank, ranking_cells
@@ -289,12 +288,9 @@ class InferenceApp:
 
     def _decode_body(self, request: Request, content_type: str, trained: TrainedModel) -> np.ndarray:
         """Write the video body to a temporary file (removed however this ends) and decode it like processing."""
-        chunks = self._body_chunks(request)
-        head = next(chunks)
-        suffix = video_suffix(content_type, head[:SNIFF_BYTES])
+        suffix = VIDEO_TYPES[content_type]
         with tempfile.NamedTemporaryFile(dir=self.scratch_dir, prefix="request-", suffix=suffix) as handle:
-            handle.write(head)
-            for chunk in chunks:
+            for chunk in self._body_chunks(request):
                 handle.write(chunk)
             handle.flush()
             try:

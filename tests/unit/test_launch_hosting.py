@@ -92,7 +92,7 @@ def test_transform_with_other_files_beside_the_videos_lists_the_videos_in_a_mani
     manifest_uri = f"s3://{BUCKET}/video3dcnn-launch/tr-2/videos.manifest"
     source = {"S3DataSource": {"S3DataType": "ManifestFile", "S3Uri": manifest_uri}}
     assert sent["TransformInput"]["DataSource"] == source
-    assert sent["TransformInput"]["ContentType"] == "application/octet-stream"  # AVI and MKV: the server sniffs
+    assert sent["TransformInput"]["ContentType"] == "application/octet-stream"  # AVI and MKV: FFmpeg tells them apart
     assert sent["TransformOutput"]["Accept"] == "application/json"
     assert sent["MaxConcurrentTransforms"] == 4 and sent["ModelClientConfig"] == {"InvocationsTimeoutInSeconds": 1200}
     body = boto3.client("s3").get_object(Bucket=BUCKET, Key="video3dcnn-launch/tr-2/videos.manifest")["Body"].read()

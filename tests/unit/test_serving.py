@@ -189,7 +189,7 @@ def test_csv_answer_is_predicts_row_without_path_and_error(client, trained, vide
         ("avi", "video/x-msvideo"),
         ("mkv", "video/x-matroska"),
         ("mp4", "application/octet-stream"),
-        ("avi", None),  # no Content-Type: bytes of unknown kind, recognised by their first bytes
+        ("avi", None),  # no Content-Type: bytes of unknown kind, which FFmpeg recognises
         ("avi", MP4),  # a wrong declared type: the bytes decide the container
         ("mp4", "video/mp4; codecs=avc1"),
     ],
