@@ -10,6 +10,10 @@ backend.
 
 Batch ``i`` of an epoch is a pure function of ``(seed, epoch, i)``, so loader threads may fetch batches in any order
 and a resumed run sees the same batches as an uninterrupted one.
+
+In a job with several hosts or devices (``partition.Share``), each host's loader reads only its contiguous part of the
+subset's clips, runs the job-wide number of steps, and yields ``(clips, labels, sample_weights)`` batches of a fixed
+size, the positions past its last clip filled with its own clips at weight 0.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import keras
 import numpy as np
 
 from video3dcnn.errors import DataError
+from video3dcnn.partition import Share, slice_rows
 from video3dcnn.shards import DatasetIndex, check_same_data, read_shard
 
 logger = logging.getLogger(__name__)
@@ -39,10 +44,23 @@ _BRIGHTNESS = 24  # +/- grey levels of the brightness augmentation
 
 @dataclass(frozen=True)
 class ShardRows:
-    """One shard and how many of its clips belong to the subset being read."""
+    """One shard and the clips of the subset being read that are taken from it.
+
+    Attributes:
+        path: the shard file.
+        rows: how many of its subset clips are taken.
+        first: the first one taken, counted among the shard's clips of the subset (a host may take part of a shard).
+        subset_rows: the shard's clips of the subset per its manifest (default: ``rows``), checked on reading.
+    """
 
     path: Path
     rows: int
+    first: int = 0
+    subset_rows: int | None = None
+
+    @property
+    def expected_rows(self) -> int:
+        return self.rows if self.subset_rows is None else self.subset_rows
 
 
 def subset_rows(index: DatasetIndex, subset: str) -> list[ShardRows]:
@@ -51,6 +69,15 @@ def subset_rows(index: DatasetIndex, subset: str) -> list[ShardRows]:
         raise ValueError(f"subset must be one of {', '.join(SUBSETS)}, got {subset!r}")
     counts = {"train": lambda s: s.train, "validation": lambda s: s.validation, "all": lambda s: s.clips}[subset]
     return [ShardRows(info.path, counts(info)) for info in index.shards if counts(info) > 0]
+
+
+def host_rows(shards: Sequence[ShardRows], share: Share) -> list[ShardRows]:
+    """This host's part of ``shards`` (whole shards as ``subset_rows`` lists them): contiguous rows, see ``partition``."""
+    total = sum(shard.rows for shard in shards)
+    return [
+        ShardRows(shards[part.shard].path, part.rows, part.first, shards[part.shard].rows)
+        for part in slice_rows([shard.rows for shard in shards], share.rows(total))
+    ]
 
 
 def _subset_mask(is_val: np.ndarray, subset: str) -> np.ndarray | None:
@@ -66,8 +93,11 @@ def read_subset(shard: ShardRows, subset: str) -> tuple[np.ndarray, np.ndarray]:
     clips, labels = arrays["clips"], arrays["labels"].astype(np.int32)
     if mask is not None:
         clips, labels = clips[mask], labels[mask]
-    if len(labels) != shard.rows:
-        raise DataError(f"{shard.path} holds {len(labels)} {subset} clips but its manifest lists {shard.rows}")
+    if len(labels) != shard.expected_rows:
+        raise DataError(f"{shard.path} holds {len(labels)} {subset} clips but its manifest lists {shard.expected_rows}")
+    if shard.rows != len(labels):
+        taken = slice(shard.first, shard.first + shard.rows)
+        clips, labels = clips[taken], labels[taken]
     return clips, labels
 
 
@@ -157,9 +187,9 @@ class ClipLoader(keras.utils.PyDataset):
     """Batches ``(clips uint8 [B,T,H,W,C], labels int32 [B])`` streamed from shards.
 
     Args:
-        shards: the shards to read and their clip counts for ``subset`` (see ``subset_rows``).
+        shards: the shards to read and their clip counts for ``subset`` (see ``subset_rows`` and ``host_rows``).
         subset: which clips of each shard to use (``train``, ``validation`` or ``all``).
-        batch_size: clips per batch; the last batch of an epoch may be smaller.
+        batch_size: clips per batch; without ``steps`` the last batch of an epoch may be smaller.
         shuffle: shuffle shard order and clips within each window, differently every epoch.
         seed: seed of the shuffling and augmentation.
         buffer_clips: clips decoded and shuffled together (a window); memory is about three windows.
@@ -167,6 +197,10 @@ class ClipLoader(keras.utils.PyDataset):
         workers: threads preparing batches ahead of the model (0 or 1: on the training thread); also the number
             of threads decoding a window's shards.
         max_queue_size: batches prepared ahead when ``workers > 1``.
+        steps: batches per epoch, for jobs with several replicas (``partition.Share.steps``). Every batch then holds
+            exactly ``batch_size`` clips and comes with sample weights ``(clips, labels, weights)``: positions past
+            the last clip repeat the epoch's last clips (backwards) with weight 0, so batch statistics see real
+            clips and the loss and metrics ignore them.
     """
 
     def __init__(
@@ -180,6 +214,7 @@ class ClipLoader(keras.utils.PyDataset):
         augment: bool = False,
         workers: int = 1,
         max_queue_size: int = 8,
+        steps: int | None = None,
     ) -> None:
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max_queue_size)
         if batch_size < 1 or buffer_clips < 1:
@@ -193,33 +228,55 @@ class ClipLoader(keras.utils.PyDataset):
         self.augment = augment
         self.epoch = 0
         self.num_clips = sum(shard.rows for shard in self.shards)
+        if steps is not None and not 0 < self.num_clips <= steps * batch_size:
+            raise ValueError(f"{steps} steps of {batch_size} cannot carry {self.num_clips} clips")
+        self.steps = steps
         self._plan_cache: tuple[int, list[_Window]] | None = None
         self._windows = _WindowCache(self.shards, subset, CACHED_WINDOWS, max(1, workers))
         self._orders: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
         self._orders_lock = threading.Lock()
 
     def __len__(self) -> int:
-        return math.ceil(self.num_clips / self.batch_size)
+        return self.steps if self.steps is not None else math.ceil(self.num_clips / self.batch_size)
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range for {len(self)} batches")
-        start = index * self.batch_size
+        start = min(index * self.batch_size, self.num_clips)
         stop = min(start + self.batch_size, self.num_clips)
+        clips, labels = self._take(start, stop)
+        if self.steps is not None:
+            clips, labels, weights = self._pad(clips, labels)
+        if self.augment:
+            clips, labels = self._augment(clips, labels, index)
+        return (clips, labels) if self.steps is None else (clips, labels, weights)
+
+    def _take(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Clips and labels of positions ``[start, stop)`` of this epoch's order."""
         windows = self._plan()
         clips, labels = [], []
-        first = bisect.bisect_right([w.start for w in windows], start) - 1
+        first = max(bisect.bisect_right([w.start for w in windows], start) - 1, 0)
         for position in range(first, len(windows)):
             window = windows[position]
-            if window.start >= stop:
+            if window.start >= stop and clips:
                 break
-            rows = self._order(window)[max(start - window.start, 0) : stop - window.start]
+            rows = self._order(window)[max(start - window.start, 0) : max(stop - window.start, 0)]
             following = windows[position + 1].shard_ids if position + 1 < len(windows) else None
             window_clips, window_labels = self._windows.get(window.shard_ids, prefetch=following).take(rows)
             clips.append(window_clips)
             labels.append(window_labels)
-        batch = (clips[0], labels[0]) if len(clips) == 1 else (np.concatenate(clips), np.concatenate(labels))
-        return self._augment(*batch, index) if self.augment else batch
+        return (clips[0], labels[0]) if len(clips) == 1 else (np.concatenate(clips), np.concatenate(labels))
+
+    def _pad(self, clips: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Fill the batch up to ``batch_size`` with the epoch's last clips, backwards, at sample weight 0."""
+        missing = self.batch_size - len(labels)
+        weights = np.concatenate([np.ones(len(labels), np.float32), np.zeros(missing, np.float32)])
+        if missing == 0:
+            return clips, labels, weights
+        tail = min(missing, self.num_clips)
+        tail_clips, tail_labels = self._take(self.num_clips - tail, self.num_clips)
+        repeat = (tail - 1 - np.arange(missing)) % tail  # last clip first, then backwards, cycling
+        return (np.concatenate([clips, tail_clips[repeat]]), np.concatenate([labels, tail_labels[repeat]]), weights)
 
     def on_epoch_end(self) -> None:
         """Advance to the next epoch's order (Keras calls this after every epoch)."""
@@ -277,20 +334,31 @@ def check_compatible(train: DatasetIndex, validation: DatasetIndex) -> None:
     check_compatible_with(validation, train.classes, train.clip_spec, str(train.manifests[0]))
 
 
+def _subsets(train: DatasetIndex, validation: DatasetIndex | None) -> tuple[tuple[list[ShardRows], str], ...]:
+    """``((training shards, subset), (validation shards, subset))`` (see ``split_loaders``)."""
+    if validation is not None:
+        check_compatible(train, validation)
+        return (subset_rows(train, "all"), "all"), (subset_rows(validation, "all"), "all")
+    return (subset_rows(train, "train"), "train"), (subset_rows(train, "validation"), "validation")
+
+
 def split_loaders(
     train: DatasetIndex,
     validation: DatasetIndex | None,
     batch_size: int,
+    share: Share = Share(),
     **options,
 ) -> tuple[ClipLoader, ClipLoader | None]:
-    """Training and validation loaders.
+    """This host's training and validation loaders.
 
     Validation clips are the ``is_val`` clips of ``train`` (the group-aware split processing wrote), or, when a
     separate ``validation`` index is given, all of its clips (and then all clips of ``train`` are for training).
 
     Args:
         train, validation: processed-data indexes (``shards.load_index``).
-        batch_size: clips per batch.
+        batch_size: clips per step over the whole job (the global batch).
+        share: this host's part of the job; with more than one replica each loader reads its host's rows only,
+            runs the job-wide number of steps and pads its batches (``partition``).
         **options: ``seed``, ``buffer_clips``, ``augment``, ``workers`` for the training loader.
 
     Returns:
@@ -298,22 +366,45 @@ def split_loaders(
         clips.
 
     Raises:
-        DataError: no training clips, or the two indexes disagree.
+        DataError: no training clips, fewer clips than hosts, or the two indexes disagree.
     """
-    if validation is not None:
-        check_compatible(train, validation)
-        train_rows, val_rows = subset_rows(train, "all"), subset_rows(validation, "all")
-        train_subset, val_subset = "all", "all"
-    else:
-        train_rows, val_rows = subset_rows(train, "train"), subset_rows(train, "validation")
-        train_subset, val_subset = "train", "validation"
+    (train_rows, train_subset), (val_rows, val_subset) = _subsets(train, validation)
     if not train_rows:
         raise DataError(
             f"no training clips in {train.directory}: every clip is marked for validation or the shards are empty "
             "(check the processing split options and its manifest's skipped files)"
         )
-    train_loader = ClipLoader(train_rows, train_subset, batch_size, shuffle=True, **options)
-    workers = options.get("workers", 1)
-    buffer_clips = options.get("buffer_clips", 2048)
-    val_loader = ClipLoader(val_rows, val_subset, batch_size, workers=workers, buffer_clips=buffer_clips)
-    return train_loader, (val_loader if val_rows else None)
+    train_loader = _host_loader(train_rows, train_subset, batch_size, share, shuffle=True, **options)
+    if not val_rows:
+        return train_loader, None
+    val_options = {key: options[key] for key in ("workers", "buffer_clips") if key in options}
+    return train_loader, _host_loader(val_rows, val_subset, batch_size, share, **val_options)
+
+
+def _host_loader(shards: list[ShardRows], subset: str, batch_size: int, share: Share, **options) -> ClipLoader:
+    if not share.pads:
+        return ClipLoader(shards, subset, batch_size, **options)
+    total = sum(shard.rows for shard in shards)
+    share.check_enough(total, subset)
+    mine = host_rows(shards, share)
+    rows = share.rows(total)
+    logger.info("host %d of %d reads %s clips %d-%d of %d (%d) from %s", share.index + 1, share.hosts, subset,
+                rows.start, rows.stop - 1, total, len(rows), describe_shards(mine))
+    return ClipLoader(mine, subset, share.host_batch(batch_size), steps=share.steps(total, batch_size), **options)
+
+
+def describe_shards(shards: Sequence[ShardRows], limit: int = 6) -> str:
+    """``N shards: a.npz[0:40], b.npz, ...`` (a partly read shard shows the rows taken)."""
+    names = [shard.path.name if shard.rows == shard.expected_rows
+             else f"{shard.path.name}[{shard.first}:{shard.first + shard.rows}]" for shard in shards]
+    if len(names) > limit:
+        names = [*names[: limit // 2], "...", *names[-(limit // 2) :]]
+    return f"{len(shards)} shard{'s' if len(shards) != 1 else ''}: {', '.join(names)}"
+
+
+def validation_loader(
+    train: DatasetIndex, validation: DatasetIndex | None, batch_size: int, **options
+) -> ClipLoader | None:
+    """All validation clips in order, unpadded (the chief's final report); None when there are none."""
+    val_rows, val_subset = _subsets(train, validation)[1]
+    return ClipLoader(val_rows, val_subset, batch_size, **options) if val_rows else None

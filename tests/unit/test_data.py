@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from trainkit import TINY_SPEC, write_dataset
 
-from video3dcnn.data import ClipLoader, split_loaders, subset_rows
+from video3dcnn import data
+from video3dcnn.data import ClipLoader, host_rows, split_loaders, subset_rows, validation_loader
 from video3dcnn.errors import DataError
+from video3dcnn.partition import Share
 from video3dcnn.shards import Shard, read_shard, write_shard
 
 
@@ -168,3 +170,57 @@ def test_manifest_counts_drive_the_epoch_length(index):
     assert sum(entry["train"] for entry in manifest["shards"]) == ClipLoader(
         subset_rows(index, "train"), "train", batch_size=1
     ).num_clips
+
+
+def _host_epoch(loader: ClipLoader) -> list[tuple[bytes, int, float]]:
+    """(clip, label, weight) of every position of one epoch of a padded loader."""
+    rows = []
+    for i in range(len(loader)):
+        clips, labels, weights = loader[i]
+        assert len(labels) == loader.batch_size and weights.dtype == np.float32
+        rows += zip(_fingerprints(clips), labels.tolist(), weights.tolist())
+    return rows
+
+
+@pytest.mark.parametrize("hosts", [2, 3])
+@pytest.mark.parametrize("subset", ["train", "validation"])
+def test_hosts_together_see_every_clip_once_in_equal_steps(index, hosts, subset):
+    """Each host's loader: its own clips at weight 1, padding (its own clips again) at weight 0, same step count."""
+    expected = sorted(zip(*_all_clips(index, subset)))
+    seen, steps = [], set()
+    for host in range(hosts):
+        loaders = split_loaders(index, None, batch_size=4, share=Share(host, hosts), buffer_clips=7)
+        loader = loaders[0] if subset == "train" else loaders[1]
+        positions = _host_epoch(loader)
+        real = [(clip, label) for clip, label, weight in positions if weight == 1]
+        padding = [(clip, label) for clip, label, weight in positions if weight == 0]
+        assert set(padding) <= set(real)  # padded positions repeat this host's clips
+        seen += real
+        steps.add(len(loader))
+    assert sorted(seen) == expected
+    assert len(steps) == 1
+
+
+def test_a_host_reads_only_the_shards_holding_its_clips(index, monkeypatch):
+    read = []
+    original = data.read_shard
+    monkeypatch.setattr(data, "read_shard", lambda path, **kw: read.append(path.name) or original(path, **kw))
+    mine = host_rows(subset_rows(index, "all"), Share(0, 3))
+    loader = ClipLoader(mine, "all", batch_size=4, steps=3)
+    assert sum(loader[i][2].sum() for i in range(len(loader))) == 10  # a third of the 30 clips
+    assert sorted(set(read)) == sorted(shard.path.name for shard in mine)
+    assert len(mine) < len(index.shards)
+
+
+def test_two_devices_round_an_odd_batch_up_and_pad_the_last_one(index):
+    share = Share(0, 1, devices=2)
+    train, _ = split_loaders(index, None, batch_size=5, share=share)
+    assert train.batch_size == 6 and len(train) == -(-index.num_train // 6)
+    clips, labels, weights = train[len(train) - 1]
+    assert len(labels) == 6 and weights.sum() == index.num_train - 6 * (len(train) - 1)
+
+
+def test_the_final_report_reads_every_validation_clip_unpadded(index):
+    loader = validation_loader(index, None, batch_size=4)
+    clips, labels = _epoch(loader)
+    assert labels.tolist() == _all_clips(index, "validation")[1]
