@@ -11,6 +11,9 @@ import pytest
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
 sys.path.insert(0, str(TESTS_DIR))  # tests/videos.py and friends import as top-level helpers
+# Keras picks its backend when first imported (while test modules are collected): the training image's, unless the
+# caller chose one (KERAS_BACKEND=tensorflow tests/run.sh tests the model code on TensorFlow).
+os.environ.setdefault("KERAS_BACKEND", "jax")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -43,7 +46,7 @@ def _hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
         if name.startswith(("AWS_", "SM_", "SAGEMAKER_")) or name in ("TF_CONFIG", "VIDEO3DCNN_CHECKPOINT_DIR"):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("KERAS_BACKEND", os.environ.get("KERAS_BACKEND", "tensorflow"))
+    monkeypatch.setenv("KERAS_BACKEND", os.environ["KERAS_BACKEND"])
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
 
 

@@ -1,11 +1,12 @@
-"""Keras callbacks of ``video3dcnn train``: the per-epoch metric line (``metric_line``) and the per-epoch checkpoint
-(``checkpoints``)."""
+"""Keras callbacks of ``video3dcnn train``: the per-epoch metric line (``metric_line``), the per-epoch checkpoint
+(``checkpoints``) and step progress (for the multi-host watchdog of ``distribute``)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import keras
@@ -33,6 +34,37 @@ class MetricLine(keras.callbacks.Callback):
         logger.info("%s time=%.1fs clips_per_second=%.1f", format_metric_line(epoch + 1, logs or {}), seconds, rate)
 
 
+class Progress(keras.callbacks.Callback):
+    """Tell the multi-host watchdog that the job moves: ``starting(loop)`` when a train, test or predict loop
+    begins, ``notify()`` after each of its steps and every epoch."""
+
+    def __init__(self, notify: Callable[[], None], starting: Callable[[str], None]) -> None:
+        super().__init__()
+        self.notify = notify
+        self.starting = starting
+
+    def on_train_begin(self, logs: Mapping | None = None) -> None:
+        self.starting("train")
+
+    def on_test_begin(self, logs: Mapping | None = None) -> None:
+        self.starting("test")
+
+    def on_predict_begin(self, logs: Mapping | None = None) -> None:
+        self.starting("predict")
+
+    def on_train_batch_end(self, batch: int, logs: Mapping | None = None) -> None:
+        self.notify()
+
+    def on_test_batch_end(self, batch: int, logs: Mapping | None = None) -> None:
+        self.notify()
+
+    def on_predict_batch_end(self, batch: int, logs: Mapping | None = None) -> None:
+        self.notify()
+
+    def on_epoch_end(self, epoch: int, logs: Mapping | None = None) -> None:
+        self.notify()
+
+
 class EpochCheckpoint(keras.callbacks.Callback):
     """After every epoch, save the model (optimizer state included) and the history so far to ``directory``.
 
@@ -45,18 +77,22 @@ class EpochCheckpoint(keras.callbacks.Callback):
         host: this host's name.
         history: metric name -> values of the epochs before this run (from the checkpoint resumed from).
         keep: how many checkpoints of this host to keep.
+        scope: a context manager factory the saving runs in (``Placement.solo`` in a multi-replica job).
     """
 
-    def __init__(self, directory: Path, host: str, history: Mapping[str, list] | None = None, keep: int = 2) -> None:
+    def __init__(self, directory: Path, host: str, history: Mapping[str, list] | None = None, keep: int = 2,
+                 scope: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext) -> None:
         super().__init__()
         self.directory = Path(directory)
         self.host = host
         self.history = {key: list(values) for key, values in (history or {}).items()}
         self.keep = keep
+        self.scope = scope
 
     def on_epoch_end(self, epoch: int, logs: Mapping | None = None) -> None:
         self.history.setdefault("epoch", []).append(epoch + 1)
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
-        checkpoints.save(self.model, self.directory, self.host, epoch + 1, self.history)
+        with self.scope():
+            checkpoints.save(self.model, self.directory, self.host, epoch + 1, self.history)
         checkpoints.prune(self.directory, self.host, self.keep)

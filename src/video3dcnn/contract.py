@@ -58,6 +58,7 @@ SM_HOSTS = "SM_HOSTS"
 SM_CURRENT_HOST = "SM_CURRENT_HOST"
 SM_NUM_GPUS = "SM_NUM_GPUS"
 CHECKPOINT_DIR_ENV = "VIDEO3DCNN_CHECKPOINT_DIR"  # SageMaker has no SM_* name for checkpoints
+COORDINATOR_ENV = "VIDEO3DCNN_COORDINATOR"  # multi-host jobs: HOST:PORT of the chief's JAX coordinator
 
 # Inference (`docker run <image> serve`): the model archive is extracted into /opt/ml/model before start.
 SERVING_PORT = 8080
@@ -180,6 +181,7 @@ class TrainingEnv:
         hosts: this instance and its peers.
         num_gpus: from ``SM_NUM_GPUS`` (None when unknown).
         failure_path: where a failure reason goes when in a job, else None.
+        coordinator: ``VIDEO3DCNN_COORDINATOR``, ``HOST:PORT`` of the chief's coordinator (None: the default).
     """
 
     in_job: bool
@@ -191,6 +193,7 @@ class TrainingEnv:
     hosts: Hosts = field(default_factory=lambda: hosts_from(None))
     num_gpus: int | None = None
     failure_path: Path | None = None
+    coordinator: str | None = None
 
 
 def _channels(environ: Mapping[str, str], root: Path) -> dict[str, Path]:
@@ -231,6 +234,9 @@ def training_env(environ: Mapping[str, str] = os.environ, root: Path | None = No
     config_dir = root / INPUT_CONFIG_DIR
     in_job = bool(environ.get(SM_MODEL_DIR)) or config_dir.is_dir()
     gpus = environ.get(SM_NUM_GPUS)
+    coordinator = environ.get(COORDINATOR_ENV) or None
+    if coordinator and not coordinator.rpartition(":")[2].isdigit():
+        raise ContractError(f"{COORDINATOR_ENV}={coordinator!r} is not HOST:PORT")
     return TrainingEnv(
         in_job=in_job,
         model_dir=Path(environ.get(SM_MODEL_DIR) or root / MODEL_DIR),
@@ -241,6 +247,7 @@ def training_env(environ: Mapping[str, str] = os.environ, root: Path | None = No
         hosts=_hosts_from_env(environ, config_dir),
         num_gpus=int(gpus) if gpus and gpus.isdigit() else None,
         failure_path=root / FAILURE_FILE if in_job else None,
+        coordinator=coordinator,
     )
 
 

@@ -30,6 +30,10 @@ class DataError(ToolkitError):
     """The data set is empty, inconsistent or too damaged to use."""
 
 
+class ClusterError(ToolkitError):
+    """Another host of a multi-host job never joined, died or stopped responding."""
+
+
 class OutputError(ToolkitError):
     """The output cannot be written: a file where a directory should be, no permission, a full disk."""
 

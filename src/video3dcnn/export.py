@@ -1,12 +1,14 @@
 """TensorFlow SavedModel export, for TensorFlow Serving and SageMaker's TensorFlow serving containers.
 
-Imports only Keras: ``keras.Model.export`` writes the SavedModel, which needs the TensorFlow backend (checked here);
-``distribute`` is the one module that imports TensorFlow itself. ``model.keras`` stays the primary artefact; the
-SavedModel is an extra for serving stacks that cannot load Keras files.
+Imports only Keras: ``keras.Model.export`` writes the SavedModel from any backend (from JAX through ``jax2tf``), but
+needs TensorFlow installed (checked here); the training image has it for this export alone. No module of the package
+imports TensorFlow itself. ``model.keras`` stays the primary artefact; the SavedModel is an extra for serving stacks
+that cannot load Keras files.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import shutil
 from pathlib import Path
@@ -28,12 +30,11 @@ def export_saved_model(model: keras.Model, model_dir: Path) -> Path:
     The directory is written beside the final one and renamed into place, so a killed export leaves no half model.
 
     Raises:
-        ConfigError: the Keras backend is not TensorFlow (the SavedModel format needs it).
+        ConfigError: TensorFlow is not installed (the SavedModel format needs it).
     """
-    if keras.backend.backend() != "tensorflow":
-        raise ConfigError(
-            f"export_saved_model needs KERAS_BACKEND=tensorflow, not {keras.backend.backend()}; model.keras is written anyway"
-        )
+    if importlib.util.find_spec("tensorflow") is None:
+        raise ConfigError("export_saved_model needs TensorFlow installed (pip install tensorflow-cpu); model.keras "
+                          "is written anyway")
     target = Path(model_dir) / SAVED_MODEL_DIR / SAVED_MODEL_VERSION
     staging = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)

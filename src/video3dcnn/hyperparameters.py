@@ -51,7 +51,7 @@ class TrainConfig:
     """
 
     epochs: int = _hp(20, "passes over the training clips")
-    batch_size: int = _hp(16, "clips per training step (global, over all hosts and GPUs)")
+    batch_size: int = _hp(16, "clips per training step over the whole job (split over all hosts and devices)")
     learning_rate: float = _hp(1e-3, "initial learning rate of the optimizer")
     optimizer: str = _hp("adam", "adam, rmsprop or sgd (momentum 0.9)", choices=OPTIMIZERS)
     lr_schedule: str = _hp("cosine", "cosine (decays to 0.01x over all epochs) or constant", choices=LR_SCHEDULES)
@@ -64,12 +64,16 @@ class TrainConfig:
     )
     augment: bool = _hp(False, "random horizontal flips and brightness; off because a flip changes left/right motion")
     export_saved_model: bool = _hp(
-        False, "also write a TensorFlow SavedModel to <model_dir>/saved_model/1 (TensorFlow Serving; TF backend only)"
+        False, "also write a TensorFlow SavedModel to <model_dir>/saved_model/1 (TensorFlow Serving; needs TensorFlow)"
     )
     num_classes: int | None = _hp(None, "expected number of classes; training refuses data with another count")
     workers: int = _hp(2, "loader threads that prepare batches while the model trains")
     shuffle_buffer_mb: int = _hp(
         1024, "MiB of decoded clips the loader holds (three windows of shards, each shuffled together); bounds its memory"
+    )
+    host_timeout_seconds: float = _hp(
+        300, "multi-host jobs: how long a host waits for the others (to join, to complete a step) before it stops "
+        "the job with a reason naming the missing host"
     )
     data_dir: str | None = _hp(None, "processed shards (default: the 'training' channel)", metavar="DIR")
     validation_dir: str | None = _hp(None, "separate validation shards (default: the 'validation' channel, if any)",
@@ -86,6 +90,8 @@ class TrainConfig:
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
+        if not self.host_timeout_seconds > 0:
+            raise ValueError(f"host_timeout_seconds must be positive, got {self.host_timeout_seconds}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if not 0 <= self.dropout < 1:

@@ -7,7 +7,7 @@ import os
 import sys
 
 LOG_LEVEL_ENV = "VIDEO3DCNN_LOG_LEVEL"
-_NOISY = ("boto3", "botocore", "urllib3", "s3transfer", "matplotlib", "PIL", "absl", "tensorflow", "h5py")
+_NOISY = ("boto3", "botocore", "urllib3", "s3transfer", "matplotlib", "PIL", "absl", "tensorflow", "h5py", "jax")
 
 
 def configure_logging(level: str | int | None = None) -> None:

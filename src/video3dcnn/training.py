@@ -1,8 +1,11 @@
 """Compile, fit, checkpoint and save: the training run itself, with no argparse and no ``os.environ``.
 
-``cli/train.py`` resolves the configuration, directories and distribution, then calls ``train``. Every epoch logs one
-line in the stable format of ``metric_line`` (``callbacks.MetricLine``); the model directory gets the files of
-``model_files``, the output data directory ``metrics.json``, ``history.csv`` and the plots.
+``cli/train.py`` resolves the configuration, directories and distribution (``distribute.setup``), then calls
+``train``. Every epoch logs one line in the stable format of ``metric_line`` (``callbacks.MetricLine``); the model
+directory gets the files of ``model_files``, the output data directory ``metrics.json``, ``history.csv`` and the plots.
+
+Every host of a job runs ``train`` with its own ``Placement``: all of them build, fit and validate together; only the
+chief logs the metric lines and writes checkpoints, the model and the outputs.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,10 @@ from typing import Any
 import keras
 
 from video3dcnn import checkpoints
-from video3dcnn.callbacks import EpochCheckpoint, MetricLine
-from video3dcnn.data import CACHED_WINDOWS, split_loaders
+from video3dcnn.callbacks import EpochCheckpoint, MetricLine, Progress
+from video3dcnn.data import CACHED_WINDOWS, split_loaders, validation_loader
+from video3dcnn.distribute import Placement
+from video3dcnn.errors import DataError
 from video3dcnn.evaluation import evaluate_predictions, predict_loader
 from video3dcnn.export import export_saved_model
 from video3dcnn.files import write_json_atomic, write_text_atomic
@@ -79,15 +83,33 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int):
 
 
 def compile_model(model, config: TrainConfig, steps_per_epoch: int):
-    """Compile for integer labels: sparse categorical cross-entropy, accuracy."""
+    """Compile for integer labels: sparse categorical cross-entropy, accuracy.
+
+    Both honour sample weights (padded clips of multi-replica jobs weigh 0): the loss is averaged over the weights,
+    not the batch size, and accuracy is a weighted metric. Without weights both are the plain means.
+    """
     optimizer = make_optimizer(config, steps_per_epoch)
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    loss = keras.losses.SparseCategoricalCrossentropy(reduction="mean_with_sample_weight")
+    model.compile(optimizer=optimizer, loss=loss, weighted_metrics=["accuracy"])
     return model
 
 
-def _initial_model(config: TrainConfig, index: DatasetIndex, paths: TrainPaths, host: str, steps_per_epoch: int):
-    """A resumed model and its history when a checkpoint exists, else a new compiled model."""
-    found = checkpoints.latest(paths.checkpoint_dir, host)
+def _initial_model(config: TrainConfig, index: DatasetIndex, paths: TrainPaths, placement: Placement,
+                   steps_per_epoch: int):
+    """A resumed model and its history when a checkpoint exists, else a new compiled model.
+
+    Every host of a job must load the same checkpoint (SageMaker copies the checkpoint prefix to each host), so that
+    all replicas start from the same weights and epoch.
+
+    Raises:
+        DataError: the hosts found checkpoints of different epochs.
+    """
+    found = checkpoints.latest(paths.checkpoint_dir, placement.host)
+    epochs = placement.gather(found.epoch if found else 0)
+    if len(set(epochs)) > 1:
+        listed = ", ".join(f"{host} {epoch}" for host, epoch in zip(placement.hosts, epochs))
+        raise DataError(f"the hosts would resume from different epochs ({listed}): every host needs the chief's "
+                        "checkpoints (SageMaker copies the checkpoint S3 prefix to each host at start)")
     if found is not None:
         logger.info("resuming from %s (%d epochs done)", found.path, found.epoch)
         return checkpoints.load(found), found.epoch, found.history()
@@ -95,11 +117,13 @@ def _initial_model(config: TrainConfig, index: DatasetIndex, paths: TrainPaths, 
     return compile_model(model, config, steps_per_epoch), 0, {}
 
 
-def _callbacks(config: TrainConfig, paths: TrainPaths, host: str, history: dict, num_clips: int, validating: bool,
-               is_chief: bool):
-    callbacks = [MetricLine(num_clips)]
-    if paths.checkpoint_dir is not None and is_chief:  # every host starts from what SageMaker copies back
-        callbacks.append(EpochCheckpoint(paths.checkpoint_dir, host, history))
+def _callbacks(config: TrainConfig, paths: TrainPaths, placement: Placement, history: dict, num_clips: int,
+               validating: bool):
+    callbacks = [Progress(placement.progress, placement.starting)]
+    if placement.is_chief:
+        callbacks.append(MetricLine(num_clips))
+    if paths.checkpoint_dir is not None and placement.is_chief:  # every host starts from what SageMaker copies back
+        callbacks.append(EpochCheckpoint(paths.checkpoint_dir, placement.host, history, scope=placement.solo))
     if config.early_stopping_patience:
         monitor = "val_loss" if validating else "loss"
         callbacks.append(
@@ -113,9 +137,7 @@ def train(
     index: DatasetIndex,
     validation_index: DatasetIndex | None,
     paths: TrainPaths,
-    host: str = "localhost",
-    is_chief: bool = True,
-    scope: AbstractContextManager | None = None,
+    placement: Placement | None = None,
     extra_callbacks: list | None = None,
 ) -> TrainResult:
     """Train on ``index`` (and validate), resuming from the newest checkpoint, and write every artefact.
@@ -125,46 +147,57 @@ def train(
         index: the training data (``shards.load_index``).
         validation_index: a separate validation data set, or None to use the ``is_val`` clips of ``index``.
         paths: output directories.
-        host: this host's name (checkpoint file names).
-        is_chief: write the model, the outputs and the checkpoints (only the chief does in a multi-host job; on a
-            restart SageMaker copies the chief's checkpoints to every host, and all resume from them).
-        scope: distribution-strategy scope to build the model in (``distribute.setup``).
+        placement: this host's place in the job (``distribute.setup``); default: one host, one device, the chief.
+            Each host reads its own part of the clips; only the chief writes the model, the outputs and the
+            checkpoints, and computes the validation report.
         extra_callbacks: more Keras callbacks (tests use one to interrupt a run).
 
     Returns:
-        The history of all epochs and the validation report.
+        The history of all epochs and (on the chief) the validation report.
 
     Raises:
         DataError: no training clips, inconsistent data or an unreadable checkpoint.
     """
+    placement = placement or Placement.single()
     started = time.perf_counter()
-    keras.utils.set_random_seed(config.seed)
-    train_loader, val_loader = _loaders(config, index, validation_index)
-    with scope or nullcontext():
-        model, initial_epoch, history = _initial_model(config, index, paths, host, len(train_loader))
+    keras.utils.set_random_seed(config.seed)  # the same on every host: the replicas start from the same weights
+    train_loader, val_loader = _loaders(config, index, validation_index, placement)
+    model, initial_epoch, history = _initial_model(config, index, paths, placement, len(train_loader))
     train_loader.epoch = initial_epoch
-    callbacks = _callbacks(config, paths, host, history, train_loader.num_clips, val_loader is not None, is_chief)
+    train_clips, validation_clips = subset_sizes(index, validation_index)
+    callbacks = _callbacks(config, paths, placement, history, train_clips, val_loader is not None)
     history = _fit(model, config, train_loader, val_loader, initial_epoch, history,
                    callbacks + list(extra_callbacks or []))
-    result = TrainResult(history=history, initial_epoch=initial_epoch, train_clips=train_loader.num_clips,
-                         validation_clips=val_loader.num_clips if val_loader else 0)
-    if val_loader is not None:
-        result.report = _validation_report(model, val_loader, index.classes)
-    result.seconds = time.perf_counter() - started
-    if is_chief:
-        save_outputs(model, config, index, paths, result)
+    result = TrainResult(history=history, initial_epoch=initial_epoch, seconds=time.perf_counter() - started,
+                         train_clips=train_clips, validation_clips=validation_clips)
+    if placement.is_chief:
+        with placement.solo():
+            save_outputs(model, config, index, validation_index, paths, result)
     return result
 
 
-def _loaders(config: TrainConfig, index: DatasetIndex, validation_index: DatasetIndex | None):
+def subset_sizes(index: DatasetIndex, validation_index: DatasetIndex | None) -> tuple[int, int]:
+    """Training and validation clips of the whole job."""
+    if validation_index is not None:
+        return sum(s.clips for s in index.shards), sum(s.clips for s in validation_index.shards)
+    return index.num_train, index.num_validation
+
+
+def _loaders(config: TrainConfig, index: DatasetIndex, validation_index: DatasetIndex | None, placement: Placement):
     buffer_clips = window_clips(config.shuffle_buffer_mb, index.clip_spec.shape)
+    share = placement.share
     train_loader, val_loader = split_loaders(
-        index, validation_index, config.batch_size, seed=config.seed, buffer_clips=buffer_clips,
+        index, validation_index, config.batch_size, share, seed=config.seed, buffer_clips=buffer_clips,
         augment=config.augment, workers=config.workers,
     )
-    logger.info("%d training clips, %d validation clips, %d classes, clip shape %s",
-                train_loader.num_clips, val_loader.num_clips if val_loader else 0, len(index.classes),
-                index.clip_spec.shape)
+    train_clips, validation_clips = subset_sizes(index, validation_index)
+    logger.info("%d training clips, %d validation clips, %d classes, clip shape %s", train_clips, validation_clips,
+                len(index.classes), index.clip_spec.shape)
+    if share.replicas > 1:
+        logger.info("batch_size %d over %d replicas (%d hosts x %d devices): %d clips per step, %d per host, %d per "
+                    "device; %d steps per epoch", config.batch_size, share.replicas, share.hosts, share.devices,
+                    share.global_batch(config.batch_size), share.host_batch(config.batch_size),
+                    share.host_batch(config.batch_size) // share.devices, len(train_loader))
     return train_loader, val_loader
 
 
@@ -204,13 +237,23 @@ def _validation_report(model, loader, classes) -> dict[str, Any]:
     return report
 
 
-def save_outputs(model, config: TrainConfig, index: DatasetIndex, paths: TrainPaths, result: TrainResult) -> None:
-    """Write the model directory (model.keras, classes.txt, clip_spec.json) and the output data directory."""
+def save_outputs(model, config: TrainConfig, index: DatasetIndex, validation_index: DatasetIndex | None,
+                 paths: TrainPaths, result: TrainResult) -> None:
+    """Write the model directory (model.keras, classes.txt, clip_spec.json) and the output data directory.
+
+    The validation report (``result.report``) and the SavedModel come from ``model.keras`` as written, loaded back
+    on this host alone: in a multi-host job the trained model's weights live on every host's devices.
+    """
     checkpoints.save_model(model, paths.model_dir / MODEL_FILE)
+    saved = keras.saving.load_model(paths.model_dir / MODEL_FILE)
     write_classes(paths.model_dir, index.classes)
     write_json_atomic(paths.model_dir / CLIP_SPEC_FILE, index.clip_spec.to_dict())
+    loader = validation_loader(index, validation_index, config.batch_size, workers=config.workers,
+                               buffer_clips=window_clips(config.shuffle_buffer_mb, index.clip_spec.shape))
+    if loader is not None:
+        result.report = _validation_report(saved, loader, index.classes)
     if config.export_saved_model:
-        export_saved_model(model, paths.model_dir)
+        export_saved_model(saved, paths.model_dir)
     out = paths.output_data_dir
     write_text_atomic(out / HISTORY_FILE, history_csv(result.history))
     write_json_atomic(out / METRICS_FILE, metrics_summary(config, index, result))

@@ -11,10 +11,13 @@ import pytest
 from trainkit import write_dataset
 
 from video3dcnn import checkpoints
+from video3dcnn.distribute import Placement
 from video3dcnn.hyperparameters import TrainConfig
+from video3dcnn.partition import Share
 from video3dcnn.training import TrainPaths, history_csv, train
 
 FAST = {"batch_size": 4, "workers": 0, "learning_rate": 3e-3}
+ALGO_1 = Placement.single("algo-1")
 
 
 def _paths(root) -> TrainPaths:
@@ -26,7 +29,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     index = write_dataset(root / "data", classes=("a", "b", "c"), clips_per_class=8)
     config = TrainConfig(epochs=3, **FAST)
-    result = train(config, index, None, _paths(root), host="algo-1")
+    result = train(config, index, None, _paths(root), ALGO_1)
     return root, index, result
 
 
@@ -94,12 +97,12 @@ def test_an_interrupted_run_resumes_from_its_latest_checkpoint(tmp_path, caplog)
     index = write_dataset(tmp_path / "data", clips_per_class=6)
     config = TrainConfig(epochs=4, **FAST)
     with pytest.raises(_Interrupt):
-        train(config, index, None, _paths(tmp_path), host="algo-1", extra_callbacks=[_InterruptAfter(2)])
+        train(config, index, None, _paths(tmp_path), ALGO_1, extra_callbacks=[_InterruptAfter(2)])
     assert not (tmp_path / "model" / "model.keras").exists()
     assert checkpoints.latest(tmp_path / "ckpt").epoch == 2
     caplog.clear()
     with caplog.at_level(logging.INFO):
-        result = train(config, index, None, _paths(tmp_path), host="algo-1")
+        result = train(config, index, None, _paths(tmp_path), ALGO_1)
     assert result.initial_epoch == 2
     assert result.history["epoch"] == [1, 2, 3, 4] and len(result.history["loss"]) == 4
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch=")]
@@ -111,9 +114,11 @@ def test_an_interrupted_run_resumes_from_its_latest_checkpoint(tmp_path, caplog)
 
 @pytest.mark.slow
 def test_non_chief_writes_nothing_and_early_stopping_stops(tmp_path):
+    """The worker's role alone (no runtime, no distribution): it trains on its half, writes nothing, logs no lines."""
     index = write_dataset(tmp_path / "data", clips_per_class=4)
     config = TrainConfig(epochs=30, early_stopping_patience=1, **{**FAST, "learning_rate": 0.5})
-    result = train(config, index, None, _paths(tmp_path), is_chief=False)
+    worker = Placement("algo-2", ("algo-1", "algo-2"), Share(1, 2, 1))  # a worker's role, without a second host
+    result = train(config, index, None, _paths(tmp_path), worker)
     assert len(result.history["epoch"]) < 30
     assert not any((tmp_path / name).exists() for name in ("model", "output", "ckpt"))
 

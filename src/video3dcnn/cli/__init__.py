@@ -2,8 +2,9 @@
 
 Every subcommand module exposes ``register(subparsers)``; the parser it adds sets ``run`` (``args -> int``) and
 optionally ``failure_paths`` (``args -> list[Path]``: where a one-line failure reason must be written, e.g.
-/opt/ml/output/failure inside a training job). Heavy imports (cv2, Keras) happen inside ``run``, so ``--help`` and
-``process`` never load TensorFlow.
+/opt/ml/output/failure inside a training job) and ``finish`` (``(args, exit_code) -> None``: the last step once
+the outcome is known and reported, e.g. leaving a multi-host job). Heavy imports (cv2, Keras) happen inside ``run``,
+so ``--help`` and ``process`` never load TensorFlow.
 
 ``main`` is the one place that catches, in two tiers: a ``ToolkitError`` is a user mistake and is reported as one line
 without a traceback; anything else is a bug and is logged with its traceback. Both write the failure files and return
@@ -77,6 +78,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
+    code = _run(args)
+    finish = getattr(args, "finish", None)
+    if finish is not None:
+        finish(args, code)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
+    """``args.run``, with every failure reported (the two tiers) and turned into an exit code."""
     try:
         return int(args.run(args) or 0)
     except ToolkitError as exc:

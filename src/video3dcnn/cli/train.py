@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         keep_unknown=True,  # run refuses an unknown hyperparameter with a ConfigError (cli.ArgumentParser)
     )
     add_arguments(parser)
-    parser.set_defaults(run=run, failure_paths=failure_paths)
+    parser.set_defaults(run=run, failure_paths=failure_paths, finish=finish)
 
 
 def failure_paths(args: argparse.Namespace) -> list[Path]:
@@ -66,11 +66,23 @@ def run(args: argparse.Namespace) -> int:
     validation_index = load_index(validation_dir) if validation_dir else None
     _check_num_classes(config, index)
     paths = output_paths(config, env)
-    placement, scope = distribute.setup(env.hosts, env.num_gpus)
-    logger.info("host %s: worker %d of %d (%s)", placement.host, placement.worker_index + 1, placement.num_workers,
-                placement.strategy)
-    training.train(config, index, validation_index, paths, placement.host, placement.is_chief, scope)
+    placement = distribute.setup(env.hosts, env.num_gpus, config.host_timeout_seconds, env.failure_path,
+                                 env.coordinator)
+    try:
+        training.train(config, index, validation_index, paths, placement)
+    except Exception as exc:
+        explained = placement.explain(exc)  # a failed collective: which host went missing
+        if explained is exc:
+            raise
+        raise explained from exc
     return 0
+
+
+def finish(args: argparse.Namespace, code: int) -> None:
+    """Leave a multi-host job: after the others on success, at once on failure (hosts may be gone)."""
+    from video3dcnn import distribute
+
+    distribute.finish(code)
 
 
 def _existing_dir(value: str | Path, what: str) -> Path:
