@@ -14,7 +14,7 @@
 #   TRAINING_IMAGE      tag of the training image (default video3dcnn-training:latest)
 #   BASE_IMAGE          base image (default python:3.11-slim-bookworm; with --offline local/bookworm-python:3.11)
 #   PLATFORM            target platform (default linux/amd64, what SageMaker runs; empty: the daemon's own)
-#   TENSORFLOW_PACKAGE  tensorflow-cpu (default) or 'tensorflow[and-cuda]' for a GPU training image
+#   JAX_PACKAGE         jax[cpu] (default) or 'jax[cuda12]' for a GPU training image
 #   DOCKER              the docker CLI to use (default: docker on PATH)
 #   DOCKER_BUILDKIT     1 needs buildx, or Debian's docker.io 20.10 CLI (/usr/bin/docker), which has BuildKit built in
 #   VIDEO3DCNN_VERSION, VIDEO3DCNN_REVISION, VIDEO3DCNN_SOURCE
@@ -60,7 +60,7 @@ fi
 common=(--build-arg "VERSION=$VIDEO3DCNN_VERSION" --build-arg "REVISION=$VIDEO3DCNN_REVISION")
 common+=(--build-arg "SOURCE=$VIDEO3DCNN_SOURCE")
 [ -n "$PLATFORM" ] && common+=(--platform "$PLATFORM")
-[ -n "${TENSORFLOW_PACKAGE:-}" ] && common+=(--build-arg "TENSORFLOW_PACKAGE=$TENSORFLOW_PACKAGE")
+[ -n "${JAX_PACKAGE:-}" ] && common+=(--build-arg "JAX_PACKAGE=$JAX_PACKAGE")
 
 if [ "$offline" = 1 ]; then
     BASE_IMAGE=${BASE_IMAGE:-$OFFLINE_BASE}

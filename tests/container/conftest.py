@@ -112,6 +112,18 @@ def processed(
 
 
 @pytest.fixture(scope="session")
+def bundled_sample_data(tmp_path_factory: pytest.TempPathFactory, docker_client, processing_image: str) -> Iterator[Path]:
+    """The bundled sample (local/videos, 120 videos) processed by the processing image with its defaults: the shards
+    ``docker compose up preprocess`` makes (100 training and 20 validation clips of 15x32x32)."""
+    root = tmp_path_factory.mktemp("bundled")
+    run = run_container(docker_client, processing_image, [], processing_tree(root, REPO_ROOT / "local" / "videos"))
+    if run.exit_code != 0:
+        pytest.fail(f"the processing container failed on local/videos: {run.describe()}")
+    yield root / "processed"
+    give_back(docker_client, processing_image, root)
+
+
+@pytest.fixture(scope="session")
 def processed_data(processed: tuple[ContainerRun, Path]) -> Path:
     """The processed-data directory (shards, manifest-algo-1.json, classes.txt) that training tests mount."""
     run, root = processed

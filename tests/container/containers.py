@@ -46,6 +46,7 @@ def run_container(
     volumes: dict[Path, str] | None = None,
     entrypoint: list[str] | None = None,
     timeout_s: float = PROCESSING_TIMEOUT_S,
+    extra_hosts: dict[str, str] | None = None,
 ) -> ContainerRun:
     """Run ``image`` to completion without network, print its log, and remove it.
 
@@ -55,6 +56,7 @@ def run_container(
         volumes: host path -> container path; a container path ending in ``:ro`` is mounted read-only.
         entrypoint: replaces the image's ENTRYPOINT when given.
         timeout_s: the container is killed, and the test fails, after this many seconds.
+        extra_hosts: more /etc/hosts entries (name -> address) besides this container's own name.
     """
     binds = {}
     for host_path, target in (volumes or {}).items():
@@ -62,7 +64,7 @@ def run_container(
         binds[str(Path(host_path).resolve())] = {"bind": path, "mode": mode or "rw"}
     container = client.containers.run(
         image, command, entrypoint=entrypoint, volumes=binds, detach=True, network_mode="none",
-        hostname=HOST, extra_hosts={HOST: "127.0.0.1"},
+        hostname=HOST, extra_hosts={HOST: "127.0.0.1", **(extra_hosts or {})},
     )  # fmt: skip
     try:
         try:
@@ -122,9 +124,9 @@ def write_json(path: Path, data: dict) -> Path:
     return path
 
 
-def resource_config(host: str = HOST) -> dict:
-    """A single-instance resourceconfig.json."""
-    return {"current_host": host, "hosts": [host]}
+def resource_config(host: str = HOST, hosts: list[str] | None = None) -> dict:
+    """A resourceconfig.json: a single instance unless ``hosts`` lists the job's instances."""
+    return {"current_host": host, "hosts": hosts or [host]}
 
 
 def processing_tree(root: Path, videos: Path) -> dict[Path, str]:
@@ -146,15 +148,16 @@ def processing_tree(root: Path, videos: Path) -> dict[Path, str]:
     }
 
 
-def training_tree(root: Path, data: Path, hyperparameters: dict[str, str]) -> dict[Path, str]:
+def training_tree(root: Path, data: Path, hyperparameters: dict[str, str], hosts: list[str] | None = None) -> dict[Path, str]:
     """Lay out a Training job's /opt/ml under ``root`` and return the mounts.
 
-    ``hyperparameters`` are written as SageMaker stores them: every value a string (JSON-encoded).
+    ``hyperparameters`` are written as SageMaker stores them: every value a string (JSON-encoded). ``hosts``: the
+    job's instances, this container being the first (default: it alone).
     """
     config = root / "input/config"
     write_json(config / contract.HYPERPARAMETERS_FILE, hyperparameters)
     write_json(config / contract.INPUT_DATA_CONFIG, {contract.TRAINING_CHANNEL: {"TrainingInputMode": "File"}})
-    write_json(config / contract.RESOURCE_CONFIG, resource_config())
+    write_json(config / contract.RESOURCE_CONFIG, resource_config(HOST, hosts))
     for name in ("model", "output", "checkpoints"):
         (root / name).mkdir(exist_ok=True)
     return {

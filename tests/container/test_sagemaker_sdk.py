@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,12 +75,20 @@ def local_session(sdk_env: MotoServer, tmp_path: Path, docker_client) -> Iterato
     _remove_local_mode_leftovers(docker_client, container_root)
 
 
+def _job_containers(client, container_root: Path) -> list:
+    """The containers local mode started for jobs under ``container_root`` (it leaves them behind, stopped)."""
+    return [
+        container
+        for container in client.containers.list(all=True, filters={"label": COMPOSE_WORKING_DIR})
+        if container.labels[COMPOSE_WORKING_DIR].startswith(f"{container_root}/")
+    ]
+
+
 def _remove_local_mode_leftovers(client, container_root: Path) -> None:
     import docker
 
-    for container in client.containers.list(all=True, filters={"label": COMPOSE_WORKING_DIR}):
-        if container.labels[COMPOSE_WORKING_DIR].startswith(f"{container_root}/"):
-            container.remove(force=True)
+    for container in _job_containers(client, container_root):
+        container.remove(force=True)
     try:
         client.networks.get(LOCAL_MODE_NETWORK).remove()
     except docker.errors.APIError:  # still in use, or already gone
@@ -240,3 +250,49 @@ def test_transformer_in_local_mode_writes_one_out_per_video_agreeing_with_predic
         assert [float(p) for p in out[1:-1:2]] == pytest.approx([float(p) for p in row[2:-2:2]], abs=2e-6)
         assert out[-1] == row[-2] == "1"  # clips
     assert calls == [] and sdk_env.recording() == []
+
+
+SAMPLE_HYPERPARAMETERS = {"epochs": 12, "batch_size": 16, "learning_rate": 0.001, "seed": 0}  # docker/local's
+
+
+@pytest.mark.slow
+def test_estimator_local_mode_trains_one_model_on_two_hosts(
+    sdk_env: MotoServer, local_session: tuple, training_image: str, bundled_sample_data: Path, tmp_path: Path,
+    docker_client,
+) -> None:
+    """instance_count=2: two containers on the sagemaker-local network train one model, each on its half."""
+    from sagemaker.estimator import Estimator
+
+    session, calls = local_session
+    estimator = Estimator(
+        image_uri=training_image,
+        role=ROLE,
+        instance_count=2,
+        instance_type="local",
+        output_path=f"file://{tmp_path / 'artifacts'}",
+        hyperparameters=SAMPLE_HYPERPARAMETERS,
+        sagemaker_session=session,
+    )
+    started = time.monotonic()
+    estimator.fit({"training": f"file://{bundled_sample_data}"}, wait=True, logs=True)
+    print(f"two-host local-mode job: {time.monotonic() - started:.0f} s")
+    containers = sorted(_job_containers(docker_client, tmp_path / "sm"), key=lambda c: c.name)
+    logs = {c.name: c.logs().decode("utf-8", "replace") for c in containers}
+    assert [c.attrs["State"]["ExitCode"] for c in containers] == [0, 0], {n: log[-3000:] for n, log in logs.items()}
+    parts = sorted(_read_part(log) for log in logs.values())  # (first, last, total) per host
+    assert parts[0][0] == 0 and parts[1][0] == parts[0][1] + 1 and parts[1][1] + 1 == parts[1][2] == 100
+    model_tar = Path(estimator.model_data.removeprefix("file://"))
+    with tarfile.open(model_tar) as archive:
+        assert {"model.keras", "classes.txt", "clip_spec.json"} <= set(archive.getnames())
+    with tarfile.open(model_tar.with_name("output.tar.gz")) as archive:
+        [metrics_name] = [name for name in archive.getnames() if name.endswith("metrics.json")]  # the chief's only
+        metrics = json.loads(archive.extractfile(metrics_name).read())
+        assert "failure" not in {Path(name).name for name in archive.getnames()}
+    assert metrics["validation"]["count"] == 20 and metrics["validation"]["accuracy"] == 1.0, metrics["validation"]
+    assert calls == [] and sdk_env.recording() == []
+
+
+def _read_part(log: str) -> tuple[int, int, int]:
+    found = re.search(r"host \d of 2 reads train clips (\d+)-(\d+) of (\d+)", log)
+    assert found, log[-3000:]
+    return int(found[1]), int(found[2]), int(found[3])
