@@ -5,6 +5,8 @@
   It returns non-zero when either job fails, and a second run with other inputs trains on those inputs. (Compose
   v1's ``run --rm train`` restarts the previous run's ``preprocess`` container with the previous mounts and does not
   wait for it: a second run trained on stale or missing data.)
+- ``docker compose --profile two-hosts up preprocess algo-1 algo-2``: the README's "Try two hosts locally", one model
+  trained by two training containers.
 
 Each test uses its own project name (``COMPOSE_PROJECT_NAME``, as a user's folder name would give) and WORK_DIR, and
 the image tags of the session (PROCESSING_IMAGE and TRAINING_IMAGE), so compose builds nothing.
@@ -29,6 +31,7 @@ COMPOSE_TIMEOUT_S = 600
 MIN_SAMPLE_ACCURACY = 0.8
 README_UP = "docker compose up preprocess train"
 README_SCRIPTED = "docker compose run --rm preprocess && docker compose run --rm --no-deps train"
+README_TWO_HOSTS = "docker compose --profile two-hosts up preprocess algo-1 algo-2"
 QUICK_HYPERPARAMETERS = {"epochs": "1", "batch_size": "4", "workers": "0"}
 
 
@@ -56,8 +59,18 @@ class Project:
         return result
 
     def down(self) -> None:
-        subprocess.run([*self.compose.argv, "down", "--remove-orphans"], cwd=REPO_ROOT, env=self.env,
-                       capture_output=True, timeout=120)  # fmt: skip
+        subprocess.run([*self.compose.argv, "--profile", "two-hosts", "down", "--remove-orphans"], cwd=REPO_ROOT,
+                       env=self.env, capture_output=True, timeout=120)  # fmt: skip
+
+    def containers(self, client) -> dict[str, tuple[int, str]]:
+        """Service -> (exit code, log) of this project's containers (stopped ones too)."""
+        label = f"com.docker.compose.project={self.env['COMPOSE_PROJECT_NAME']}"
+        return {
+            container.labels["com.docker.compose.service"]: (
+                container.attrs["State"]["ExitCode"], container.logs().decode("utf-8", "replace")
+            )
+            for container in client.containers.list(all=True, filters={"label": label})
+        }
 
 
 @pytest.fixture
@@ -79,6 +92,7 @@ def test_readme_commands_are_the_ones_tested() -> None:
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     assert f"\n{README_UP}\n" in readme
     assert README_SCRIPTED in readme
+    assert README_TWO_HOSTS in readme
 
 
 def test_readme_up_trains_the_bundled_sample_with_the_default_settings(project: Project, opt_ml: Path) -> None:
@@ -90,6 +104,24 @@ def test_readme_up_trains_the_bundled_sample_with_the_default_settings(project: 
     assert (opt_ml / "output/success").exists(), _tail(result)
     metrics = json.loads((opt_ml / "output/data/metrics.json").read_text(encoding="utf-8"))
     assert metrics["validation"]["accuracy"] >= MIN_SAMPLE_ACCURACY, metrics["validation"]
+
+
+def test_two_hosts_locally_train_one_model(project: Project, opt_ml: Path, docker_client) -> None:
+    """algo-1 and algo-2 on an internal network, each on half the bundled sample; only algo-1 writes the model."""
+    hyperparameters = write_json(opt_ml / "hyperparameters.json", {"epochs": "2", "batch_size": "16"})
+    result = project.run(README_TWO_HOSTS, work_dir=opt_ml / "work", hyperparameters=hyperparameters)
+    assert result.returncode == 0, _tail(result)
+    found = project.containers(docker_client)
+    assert {service: code for service, (code, _) in found.items()} == {"preprocess": 0, "algo-1": 0, "algo-2": 0}
+    assert "host 1 of 2 reads train clips 0-49 of 100" in found["algo-1"][1]
+    assert "host 2 of 2 reads train clips 50-99 of 100" in found["algo-2"][1]
+    hosts = opt_ml / "work" / "two-hosts"
+    assert (hosts / "algo-1/model/model.keras").is_file() and not any((hosts / "algo-2/model").iterdir())
+    metrics = json.loads((hosts / "algo-1/output/data/metrics.json").read_text(encoding="utf-8"))
+    assert metrics["epochs_completed"] == 2 and metrics["validation"]["count"] == 20
+    assert sorted(path.name for path in (hosts / "checkpoints").glob("*.keras")) == [
+        "checkpoint-algo-1-epoch0001.keras", "checkpoint-algo-1-epoch0002.keras",
+    ]
 
 
 def test_second_scripted_run_with_other_inputs_trains_on_those_inputs(

@@ -37,7 +37,7 @@ def _mounts(service: dict) -> dict[str, str]:
     mounts = {}
     for volume in service["volumes"]:
         if isinstance(volume, str):
-            source, target = volume.split(":")[:2]
+            source, target = volume.split(":")[:2]  # the ":ro" suffix, if any, is dropped
         else:
             source, target = volume["source"], volume["target"]
         mounts[target] = str(Path(source))
@@ -48,10 +48,34 @@ def _json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def test_train_waits_for_a_successful_preprocess(services: dict) -> None:
-    assert set(services) == {"preprocess", "train"}
-    assert services["train"]["depends_on"] == {"preprocess": {"condition": "service_completed_successfully"}}
-    assert services["train"]["command"] == "train"
+@pytest.mark.parametrize("service", ["train", "algo-1", "algo-2"])
+def test_training_hosts_wait_for_a_successful_preprocess(services: dict, service: str) -> None:
+    assert set(services) == {"preprocess", "train", "algo-1", "algo-2"}
+    assert services[service]["depends_on"] == {"preprocess": {"condition": "service_completed_successfully"}}
+    assert services[service]["command"] == "train"
+
+
+def test_two_hosts_are_a_separate_profile_on_an_internal_network(services: dict) -> None:
+    """``up preprocess train`` stays one host; the two-hosts profile adds a two-instance job."""
+    import yaml
+
+    networks = yaml.safe_load(DEFAULT_VARIABLE.sub(lambda m: m.group(2), (REPO_ROOT / "docker-compose.yml").read_text()))
+    assert networks["networks"]["two-hosts"]["internal"] is True
+    assert "profiles" not in services["train"] and "profiles" not in services["preprocess"]
+    for host in ("algo-1", "algo-2"):
+        spec = services[host]
+        resource = _json(LOCAL / "training/two-hosts" / f"{host}.json")
+        assert spec["profiles"] == ["two-hosts"] and spec["networks"] == ["two-hosts"]
+        assert spec["hostname"] == host == resource["current_host"] and resource["hosts"] == ["algo-1", "algo-2"]
+        mounts = _mounts(spec)
+        assert mounts[str(OPT_ML / contract.INPUT_CONFIG_DIR / contract.RESOURCE_CONFIG)] == (
+            f"docker/local/training/two-hosts/{host}.json"
+        )
+        assert mounts[str(OPT_ML / contract.MODEL_DIR)] == f"local/work/two-hosts/{host}/model"
+        assert mounts[str(OPT_ML / contract.CHECKPOINT_DIR)] == "local/work/two-hosts/checkpoints"  # the shared prefix
+        assert mounts[str(OPT_ML / contract.INPUT_DATA_DIR / contract.TRAINING_CHANNEL)] == (
+            _mounts(services["train"])[str(OPT_ML / contract.INPUT_DATA_DIR / contract.TRAINING_CHANNEL)]
+        )
 
 
 @pytest.mark.parametrize(
