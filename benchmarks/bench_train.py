@@ -11,10 +11,18 @@ Each of (a) and (b) runs on the data set and on the same set x10 (ten hosts' cop
 training throughput (clips/s after the first steps, so compilation is excluded) and peak RSS (``ru_maxrss``).
 Targets (issue 3): (b) >= 0.95x (a); RSS(b, x10) <= 1.2x RSS(b, x1); (c) >= 5,000 clips/s per core at 15x32x32x3.
 
+(d) ``--hosts N``: the multi-host path instead (JAX backend): 1 and then N ``hosts`` (processes joined through JAX's
+    distributed runtime on 127.0.0.1, as on N instances), the same global batch, each host on its own part of the
+    clips; clips/s per host and in total after the first steps, the step time, and the time of one all-reduce of the
+    model's gradients (all parameters, float32) across the hosts. On one machine the N processes share its cores, so
+    one host is also timed alone on one host's part of the batch (``batch_size / N``): on N real instances a step
+    takes about that step time plus the all-reduce time, which gives the expected scaling.
+
 Usage::
 
     python benchmarks/bench_train.py                      # everything, CPU
     KERAS_BACKEND=jax python benchmarks/bench_train.py --streaming-only   # GPU machine without TensorFlow
+    python benchmarks/bench_train.py --hosts 2 --clips 256 --batch-size 16   # multi-host scaling
 
 With ``nvidia-smi`` on the PATH, GPU utilisation is sampled during each training run.
 """
@@ -27,6 +35,7 @@ import os
 import platform
 import resource
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -186,6 +195,109 @@ def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def run_host(directory: Path, batch_size: int, workers: int, buffer_mb: int, rank: int, world: int, port: int) -> dict:
+    """One host of a ``world``-host job in this process: clips/s of its part, step time, all-reduce time."""
+    os.environ["KERAS_BACKEND"] = "jax"
+    from video3dcnn import distribute
+    from video3dcnn.contract import Hosts
+    from video3dcnn.data import split_loaders
+    from video3dcnn.hyperparameters import TrainConfig
+    from video3dcnn.model import build_model
+    from video3dcnn.training import compile_model, window_clips
+
+    names = tuple(f"algo-{i + 1}" for i in range(world))
+    placement = distribute.setup(Hosts(names[rank], names), None, coordinator=f"127.0.0.1:{port}")
+    import keras
+
+    keras.utils.set_random_seed(0)  # every host builds the same initial weights, as training.train does
+    index = shards.load_index(directory)
+    loader, _ = split_loaders(index, None, batch_size, placement.share,
+                              buffer_clips=window_clips(buffer_mb, index.clip_spec.shape), workers=workers)
+    model = compile_model(build_model(index.clip_spec.shape, len(index.classes)), TrainConfig(), len(loader))
+    timer = _step_timer()
+    model.fit(loader, epochs=1, shuffle=False, verbose=0, callbacks=[timer])
+    steps = len(timer.times) - WARMUP_STEPS
+    seconds = timer.times[-1] - timer.times[WARMUP_STEPS - 1]
+    host_batch = placement.share.host_batch(batch_size)
+    result = {"host": rank + 1, "hosts": world, "clips_per_second": round(steps * host_batch / seconds, 1),
+              "step_ms": round(1000 * seconds / steps, 1), "clips_per_step": host_batch,
+              "parameters": model.count_params(), "allreduce_ms": None}
+    if world > 1:
+        result["allreduce_ms"] = _time_allreduce(model.count_params())
+    distribute.finish(0)
+    return result
+
+
+def _time_allreduce(parameters: int, repeats: int = 20) -> float:
+    """Milliseconds of one all-reduce of ``parameters`` float32 over every device (what each step does to the
+    gradients), as XLA compiles it for a sum over a batch-sharded array."""
+    import jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    mesh = Mesh(np.array(jax.devices()), ("batch",))
+    local = np.ones((jax.local_device_count(), parameters), np.float32)
+    array = jax.make_array_from_process_local_data(NamedSharding(mesh, PartitionSpec("batch")), local)
+    reduce = jax.jit(lambda a: a.sum(axis=0), out_shardings=NamedSharding(mesh, PartitionSpec()))
+    reduce(array).block_until_ready()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        reduce(array).block_until_ready()
+    return round(1000 * (time.perf_counter() - started) / repeats, 2)
+
+
+def measure_hosts(directory: Path, args: argparse.Namespace, world: int) -> dict:
+    """A ``world``-host job, one process per host; per-host results and the total clips/s."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    processes = [
+        subprocess.Popen([sys.executable, __file__, "--child", "host", str(directory), "--batch-size",
+                          str(args.batch_size), "--workers", str(args.workers), "--shuffle-buffer-mb",
+                          str(args.shuffle_buffer_mb), "--rank", str(rank), "--world", str(world), "--port", str(port)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for rank in range(world)
+    ]
+    hosts = []
+    for process in processes:
+        out, err = process.communicate(timeout=3600)
+        if process.returncode != 0:
+            raise RuntimeError(f"a host of the {world}-host run failed:\n{err[:3000]}")
+        hosts.append(json.loads(out.strip().splitlines()[-1]))
+    result = {"hosts": hosts, "total_clips_per_second": round(sum(h["clips_per_second"] for h in hosts), 1)}
+    print(f"  {world} host(s): {json.dumps(result)}", flush=True)
+    return result
+
+
+def run_hosts(args: argparse.Namespace) -> int:
+    """1 host, N hosts and one host's part alone, interleaved ``args.repeats`` times; the median run of each."""
+    spec = ClipSpec(frames=15, height=32, width=32)
+    results: dict = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                     "spec": list(spec.shape), "clips": args.clips, "batch_size": args.batch_size}
+    part = argparse.Namespace(**{**vars(args), "batch_size": -(-args.batch_size // args.hosts)})
+    configs = {"hosts_1": (args, 1), f"hosts_{args.hosts}": (args, args.hosts), "one_host_part": (part, 1)}
+    runs: dict[str, list[dict]] = {name: [] for name in configs}
+    with tempfile.TemporaryDirectory(prefix="bench_hosts_") as tmp:
+        directory = write_data(Path(tmp) / "x1", args.clips, spec, args.shard_size, 1, not args.uncompressed)
+        for _ in range(args.repeats):
+            for name, (options, world) in configs.items():
+                runs[name].append(measure_hosts(directory, options, world))
+    for name, measured in runs.items():
+        ordered = sorted(measured, key=lambda run: run["hosts"][0]["step_ms"])
+        results[name] = {**ordered[len(ordered) // 2], "runs_step_ms": [run["hosts"][0]["step_ms"] for run in ordered]}
+    one, many = results["hosts_1"]["hosts"][0], results[f"hosts_{args.hosts}"]["hosts"][0]
+    part_ms, allreduce = results["one_host_part"]["hosts"][0]["step_ms"], many["allreduce_ms"] or 0.0
+    results["expected_speedup"] = round(one["step_ms"] / (part_ms + allreduce), 2)
+    print(f"total clips/s: 1 host {results['hosts_1']['total_clips_per_second']}, {args.hosts} hosts "
+          f"{results[f'hosts_{args.hosts}']['total_clips_per_second']} (sharing this machine's cores); step "
+          f"{one['step_ms']} ms on 1 host, {many['step_ms']} ms on {args.hosts}, {part_ms} ms for one host's part "
+          f"alone; all-reduce of {many['parameters']} parameters {allreduce} ms; expected on {args.hosts} "
+          f"instances: {results['expected_speedup']}x one host")
+    if args.output:
+        args.output.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
 def measure(mode: str, directory: Path, args: argparse.Namespace) -> dict:
     """Run ``mode`` ``args.repeats`` times, each in a fresh process (so peak RSS belongs to that run alone); keep
     the run with the median throughput (the machine may be shared)."""
@@ -217,14 +329,21 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement; the median is kept")
     parser.add_argument("--uncompressed", action="store_true", help="write stored (not deflated) shards")
     parser.add_argument("--streaming-only", action="store_true", help="skip (a): no TensorFlow-only comparison")
+    parser.add_argument("--hosts", type=int, help="measure 1 and this many hosts instead (JAX, processes on this machine)")
     parser.add_argument("--output", type=Path, help="write the results as JSON here")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "DIR"), help=argparse.SUPPRESS)
+    for name in ("--rank", "--world", "--port"):
+        parser.add_argument(name, type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child and args.child[0] == "host":
+        print(json.dumps(run_host(Path(args.child[1]), args.batch_size, args.workers, args.shuffle_buffer_mb,
+                                  args.rank, args.world, args.port)))
+        return 0
     if args.child:
         print(json.dumps(run_child(args.child[0], Path(args.child[1]), args.batch_size, args.workers,
                                    args.shuffle_buffer_mb)))
         return 0
-    return run_all(args)
+    return run_hosts(args) if args.hosts else run_all(args)
 
 
 def run_all(args: argparse.Namespace) -> int:
