@@ -329,7 +329,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement; the median is kept")
     parser.add_argument("--uncompressed", action="store_true", help="write stored (not deflated) shards")
     parser.add_argument("--streaming-only", action="store_true", help="skip (a): no TensorFlow-only comparison")
-    parser.add_argument("--hosts", type=int, help="measure 1 and this many hosts instead (JAX, processes on this machine)")
+    parser.add_argument("--hosts", type=int,
+                        help="measure 1 and this many hosts instead (JAX, processes on this machine)")
     parser.add_argument("--output", type=Path, help="write the results as JSON here")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "DIR"), help=argparse.SUPPRESS)
     for name in ("--rank", "--world", "--port"):

@@ -72,7 +72,7 @@ def subset_rows(index: DatasetIndex, subset: str) -> list[ShardRows]:
 
 
 def host_rows(shards: Sequence[ShardRows], share: Share) -> list[ShardRows]:
-    """This host's part of ``shards`` (whole shards as ``subset_rows`` lists them): contiguous rows, see ``partition``."""
+    """This host's part of ``shards`` (whole shards, as ``subset_rows`` lists them): contiguous rows (``partition``)."""
     total = sum(shard.rows for shard in shards)
     return [
         ShardRows(shards[part.shard].path, part.rows, part.first, shards[part.shard].rows)

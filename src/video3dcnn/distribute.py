@@ -146,7 +146,8 @@ def setup(
     """
     ordered = tuple(sorted(hosts.all)) or (hosts.current,)
     if hosts.current not in ordered:
-        raise ConfigError(f"current host {hosts.current!r} is not among the hosts {list(ordered)}: check resourceconfig.json")
+        raise ConfigError(f"current host {hosts.current!r} is not among the hosts {list(ordered)}: check "
+                          "resourceconfig.json")
     if backend() != "jax":
         return _single_device(hosts.current, ordered, num_gpus)
     runtime = None
@@ -311,7 +312,8 @@ class Watchdog:
     ``interval`` seconds and watches the others'. From ``start`` to ``stop`` the host is in a phase (joining, training,
     the final barrier) or paused (``phase(None)``: the chief writing the model). While joining it gives up after
     ``timeout`` seconds; in a phase that waits for steps, when no step completed for ``timeout`` seconds (except
-    before the first step of each loop, which compiles); in any phase, when another host stayed silent that long. The reason names the silent hosts, or the chief when the coordinator cannot be reached.
+    before the first step of each loop, which compiles); in any phase, when another host stayed silent that long.
+    The reason names the silent hosts, or the chief when the coordinator cannot be reached.
 
     Args:
         runtime: the runtime whose hosts are watched and which gives up.
@@ -441,7 +443,8 @@ class Watchdog:
             now = time.monotonic()
             if self._unreachable_since is not None and now - self._unreachable_since >= SILENT_BEACONS * self.interval:
                 return [0]
-            silent = [i for i, (_, since) in sorted(self._seen.items()) if now - since >= SILENT_BEACONS * self.interval]
+            quiet = SILENT_BEACONS * self.interval
+            silent = [i for i, (_, since) in sorted(self._seen.items()) if now - since >= quiet]
             if silent or not wait or now >= deadline:
                 return silent
             time.sleep(self.interval / 2)

@@ -112,7 +112,9 @@ def processed(
 
 
 @pytest.fixture(scope="session")
-def bundled_sample_data(tmp_path_factory: pytest.TempPathFactory, docker_client, processing_image: str) -> Iterator[Path]:
+def bundled_sample_data(
+    tmp_path_factory: pytest.TempPathFactory, docker_client, processing_image: str
+) -> Iterator[Path]:
     """The bundled sample (local/videos, 120 videos) processed by the processing image with its defaults: the shards
     ``docker compose up preprocess`` makes (100 training and 20 validation clips of 15x32x32)."""
     root = tmp_path_factory.mktemp("bundled")

@@ -148,7 +148,9 @@ def processing_tree(root: Path, videos: Path) -> dict[Path, str]:
     }
 
 
-def training_tree(root: Path, data: Path, hyperparameters: dict[str, str], hosts: list[str] | None = None) -> dict[Path, str]:
+def training_tree(
+    root: Path, data: Path, hyperparameters: dict[str, str], hosts: list[str] | None = None
+) -> dict[Path, str]:
     """Lay out a Training job's /opt/ml under ``root`` and return the mounts.
 
     ``hyperparameters`` are written as SageMaker stores them: every value a string (JSON-encoded). ``hosts``: the

@@ -59,8 +59,8 @@ def test_two_hosts_are_a_separate_profile_on_an_internal_network(services: dict)
     """``up preprocess train`` stays one host; the two-hosts profile adds a two-instance job."""
     import yaml
 
-    networks = yaml.safe_load(DEFAULT_VARIABLE.sub(lambda m: m.group(2), (REPO_ROOT / "docker-compose.yml").read_text()))
-    assert networks["networks"]["two-hosts"]["internal"] is True
+    text = DEFAULT_VARIABLE.sub(lambda match: match.group(2), (REPO_ROOT / "docker-compose.yml").read_text())
+    assert yaml.safe_load(text)["networks"]["two-hosts"]["internal"] is True
     assert "profiles" not in services["train"] and "profiles" not in services["preprocess"]
     for host in ("algo-1", "algo-2"):
         spec = services[host]

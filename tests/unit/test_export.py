@@ -36,7 +36,8 @@ def test_export_without_tensorflow_is_refused(tmp_path, monkeypatch):
     import importlib.util
 
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else find_spec(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "tensorflow" else find_spec(name, *args))
     with pytest.raises(ConfigError, match="needs TensorFlow installed"):
         export_saved_model(object(), tmp_path)
     assert not (tmp_path / "saved_model").exists()
