@@ -24,7 +24,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -308,12 +308,12 @@ def is_collective_error(exc: BaseException) -> bool:
 class Watchdog:
     """Ends a host that waits too long for the others, with a reason naming the hosts it lost.
 
-    A background thread publishes this host's beacon (a counter in JAX's key-value store on the chief) every
-    ``interval`` seconds and watches the others'. From ``start`` to ``stop`` the host is in a phase (joining, training,
-    the final barrier) or paused (``phase(None)``: the chief writing the model). While joining it gives up after
-    ``timeout`` seconds; in a phase that waits for steps, when no step completed for ``timeout`` seconds (except
-    before the first step of each loop, which compiles); in any phase, when another host stayed silent that long.
-    The reason names the silent hosts, or the chief when the coordinator cannot be reached.
+    A background thread publishes this host's beacon (a value that changes every ``interval`` seconds, in JAX's
+    key-value store on the chief) and watches the others'. From ``start`` to ``stop`` the host is in a phase
+    (joining, training, the final barrier) or paused (``phase(None)``: the chief writing the model). While joining
+    it gives up after ``timeout`` seconds; in a phase that waits for steps, when no step completed for ``timeout``
+    seconds (except before the first step of each loop, which compiles); in any phase, when another host stayed
+    silent that long. The reason names the silent hosts, or the chief when the coordinator cannot be reached.
 
     Args:
         runtime: the runtime whose hosts are watched and which gives up.

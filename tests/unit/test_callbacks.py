@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 
@@ -9,7 +10,7 @@ import keras
 import numpy as np
 
 from video3dcnn import checkpoints
-from video3dcnn.callbacks import EpochCheckpoint, MetricLine
+from video3dcnn.callbacks import EpochCheckpoint, MetricLine, Progress
 from video3dcnn.metric_line import METRIC_DEFINITIONS
 
 
@@ -42,3 +43,23 @@ def test_epoch_checkpoint_saves_after_every_epoch_with_the_history_so_far(tmp_pa
     assert history["epoch"] == [1, 2, 3] and len(history["loss"]) == len(history["accuracy"]) == 3
     assert history["loss"][0] == 2.0 and earlier == {"epoch": [1], "loss": [2.0], "accuracy": [0.5]}  # not mutated
     assert checkpoints.load(saved[-1]).optimizer.iterations == 2 * 2  # two epochs of two batches, this run
+
+
+def test_epoch_checkpoint_saves_inside_its_scope(tmp_path):
+    """A multi-replica job's chief saves without the distribution (Placement.solo): the scope wraps every save."""
+    inside = []
+
+    @contextlib.contextmanager
+    def scope():
+        inside.append(len(checkpoints.list_checkpoints(tmp_path)))  # entered before this epoch's file exists
+        yield
+
+    _fit(2, [EpochCheckpoint(tmp_path, "algo-1", scope=scope)], validate=False)
+    assert inside == [0, 1] and len(checkpoints.list_checkpoints(tmp_path)) == 2
+
+
+def test_progress_reports_every_step_and_the_start_of_each_loop():
+    events = []
+    _fit(2, [Progress(lambda: events.append("step"), events.append)])
+    assert events.count("train") == 1 and events.count("test") == 2  # fit's loop once, a validation per epoch
+    assert events.count("step") == 2 * (2 + 2 + 1)  # per epoch: 2 training and 2 validation batches, the epoch end
