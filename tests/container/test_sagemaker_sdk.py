@@ -95,6 +95,15 @@ def _remove_local_mode_leftovers(client, container_root: Path) -> None:
         pass
 
 
+def _estimator(session, image: str, instance_count: int, hyperparameters: dict, tmp_path: Path):
+    """A generic SDK v2 Estimator of ``image`` in local mode, its artefacts under ``tmp_path/artifacts``."""
+    from sagemaker.estimator import Estimator
+
+    return Estimator(image_uri=image, role=ROLE, instance_count=instance_count, instance_type="local",
+                     output_path=f"file://{tmp_path / 'artifacts'}", hyperparameters=hyperparameters,
+                     sagemaker_session=session)  # fmt: skip
+
+
 def _videos(directory: Path) -> Path:
     assert video3dcnn(["sample", str(directory), "--groups", "2", "--clips-per-group", "2",
                        "--frames", "16", "--size", "32x32"]) == 0  # fmt: skip
@@ -104,18 +113,8 @@ def _videos(directory: Path) -> Path:
 def test_estimator_local_mode_returns_the_model_in_model_tar_gz(
     sdk_env: MotoServer, local_session: tuple, training_image: str, processed_data: Path, tmp_path: Path
 ) -> None:
-    from sagemaker.estimator import Estimator
-
     session, calls = local_session
-    estimator = Estimator(
-        image_uri=training_image,
-        role=ROLE,
-        instance_count=1,
-        instance_type="local",
-        output_path=f"file://{tmp_path / 'artifacts'}",
-        hyperparameters={"epochs": 1, "batch_size": 4, "workers": 0},
-        sagemaker_session=session,
-    )
+    estimator = _estimator(session, training_image, 1, {"epochs": 1, "batch_size": 4, "workers": 0}, tmp_path)
     estimator.fit({"training": f"file://{processed_data}"}, wait=True, logs=True)  # the processing image's shards
     model_tar = Path(estimator.model_data.removeprefix("file://"))
     assert model_tar.name == "model.tar.gz"
@@ -261,18 +260,8 @@ def test_estimator_local_mode_trains_one_model_on_two_hosts(
     docker_client,
 ) -> None:
     """instance_count=2: two containers on the sagemaker-local network train one model, each on its half."""
-    from sagemaker.estimator import Estimator
-
     session, calls = local_session
-    estimator = Estimator(
-        image_uri=training_image,
-        role=ROLE,
-        instance_count=2,
-        instance_type="local",
-        output_path=f"file://{tmp_path / 'artifacts'}",
-        hyperparameters=SAMPLE_HYPERPARAMETERS,
-        sagemaker_session=session,
-    )
+    estimator = _estimator(session, training_image, 2, SAMPLE_HYPERPARAMETERS, tmp_path)
     started = time.monotonic()
     estimator.fit({"training": f"file://{bundled_sample_data}"}, wait=True, logs=True)
     print(f"two-host local-mode job: {time.monotonic() - started:.0f} s")
