@@ -43,7 +43,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test may reach AWS or inherit a SageMaker environment from the machine."""
     for name in list(os.environ):
-        if name.startswith(("AWS_", "SM_", "SAGEMAKER_")) or name in ("TF_CONFIG", "VIDEO3DCNN_CHECKPOINT_DIR"):
+        if name.startswith(("AWS_", "SM_", "SAGEMAKER_")) or name in ("TF_CONFIG", "VIDEO3DCNN_CHECKPOINT_DIR", "VIDEO3DCNN_COORDINATOR"):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("KERAS_BACKEND", os.environ["KERAS_BACKEND"])

@@ -2,8 +2,9 @@
 
 The CLI resolves every directory and variable of a job through this module and passes plain values down; besides
 the CLI, only the modules that speak SageMaker's own terms import it: ``launch`` (the LocalPaths of a job request) and
-``distribute`` (``Hosts``, for TF_CONFIG). Readers take the root (``/opt/ml``) and the environment as parameters, so
-tests build a fake tree under a temporary directory; nothing here runs at import time.
+``distribute`` (``Hosts``, and ``write_failure`` for a host that gives up on the others). Readers take the root
+(``/opt/ml``) and the environment as parameters, so tests build a fake tree under a temporary directory; nothing here
+runs at import time.
 
 Pages that define these files:
 - Training: https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-running-container.html
