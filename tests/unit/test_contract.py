@@ -102,6 +102,16 @@ def test_the_toolkit_variables_win_over_the_files(tmp_path):
     assert env.hyperparameters == {"epochs": "3", "optimizer": '"adam"', "augment": "true"}  # re-encoded as JSON
 
 
+@pytest.mark.parametrize(("value", "expected"), [("", None), ("10.0.0.1:8890", "10.0.0.1:8890")])
+def test_the_coordinator_address_comes_from_its_variable(tmp_path, value, expected):
+    assert contract.training_env({contract.COORDINATOR_ENV: value}, tmp_path).coordinator == expected
+
+
+def test_a_coordinator_without_a_port_is_a_contract_error(tmp_path):
+    with pytest.raises(ContractError, match="VIDEO3DCNN_COORDINATOR='algo-1' is not HOST:PORT"):
+        contract.training_env({contract.COORDINATOR_ENV: "algo-1"}, tmp_path)
+
+
 def test_without_the_variables_the_files_describe_the_job(tmp_path):
     config = tmp_path / contract.INPUT_CONFIG_DIR
     _write_json(config / contract.HYPERPARAMETERS_FILE, {"epochs": "3", "batch_size": 8})
