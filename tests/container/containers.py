@@ -23,6 +23,7 @@ HOST = "algo-1"
 OPT_ML = Path("/opt/ml")
 PROCESSING_TIMEOUT_S = 120
 TRAINING_TIMEOUT_S = 300
+TRAINING_IMAGE_MAX_BYTES = 2.4e9  # 2351 MB measured: TensorFlow 1.0 GB (for the SavedModel export), JAX 0.39 GB
 SYNTHETIC_CLASSES = ["MoveDown", "MoveLeft", "MoveRight", "MoveUp"]
 
 

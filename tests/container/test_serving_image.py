@@ -17,12 +17,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from containers import SYNTHETIC_CLASSES, check_image, serving_container, wait_until_healthy
+from containers import (
+    SYNTHETIC_CLASSES,
+    TRAINING_IMAGE_MAX_BYTES,
+    check_image,
+    serving_container,
+    wait_until_healthy,
+)
 
 pytestmark = pytest.mark.container
 
 CLIP_SHAPE = (8, 32, 32, 3)  # the clip spec of conftest.PROCESS_ARGS
-MAX_SIZE_BYTES = 2 * 10**9
 
 
 def _request(url: str, body: bytes | None = None, content_type: str | None = None, accept: str | None = None):
@@ -63,7 +68,7 @@ def test_serve_is_the_inference_entry_point(docker_client, training_image: str) 
         "assert shutil.which('serve') == '/usr/local/bin/serve', shutil.which('serve'); "
         "assert 'exec video3dcnn serve' in open('/usr/local/bin/serve').read()"
     )
-    config = check_image(docker_client, training_image, MAX_SIZE_BYTES, probe)
+    config = check_image(docker_client, training_image, TRAINING_IMAGE_MAX_BYTES, probe)
     assert config["Cmd"] == ["train"] and not config["Entrypoint"]  # `serve` replaces CMD, as `train` does
 
 

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from containers import SYNTHETIC_CLASSES, TRAINING_TIMEOUT_S, check_image, run_container, training_tree
+from containers import (
+    SYNTHETIC_CLASSES,
+    TRAINING_IMAGE_MAX_BYTES,
+    TRAINING_TIMEOUT_S,
+    check_image,
+    run_container,
+    training_tree,
+)
 from videos import KINDS, write_kinds
 
 from video3dcnn.config import ClipSpec
@@ -16,15 +23,13 @@ from video3dcnn.decoding import decode_clips
 
 pytestmark = pytest.mark.container
 
-MAX_SIZE_BYTES = 2.4e9  # 2351 MB measured: TensorFlow 1.0 GB (for the SavedModel export), JAX 0.39 GB
-
 
 def test_image_runs_the_toolkit_on_the_shim_only(docker_client, training_image: str) -> None:
     probe = (
         "assert sorted(os.listdir('/opt/ml/code')) == ['train.py'], os.listdir('/opt/ml/code'); "
         "assert 'sagemaker_training' in open(shutil.which('train')).read(), 'train is not the toolkit'"
     )
-    config = check_image(docker_client, training_image, MAX_SIZE_BYTES, probe)
+    config = check_image(docker_client, training_image, TRAINING_IMAGE_MAX_BYTES, probe)
     env = dict(item.split("=", 1) for item in config["Env"])
     assert config["Cmd"] == ["train"] and not config["Entrypoint"]
     assert env["SAGEMAKER_PROGRAM"] == "train.py" and env["PYTHONUNBUFFERED"] == "TRUE"
