@@ -4,9 +4,10 @@ SageMaker starts the image as ``docker run <image> serve``; ``serve`` runs ``vid
 gunicorn with threaded workers, each holding its own copy of the model from /opt/ml/model, loaded after the fork
 (Keras backends are not fork-safe) in a background thread, so that /ping answers while it loads. Routes:
 
-- ``GET /ping``: 200 with an empty body once the model is loaded; 503 while it loads; 500 with the reason when it
-  cannot be loaded. An invocation that reaches a worker still loading waits for its model (another worker may have
-  answered the ping), at most ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` seconds.
+- ``GET /ping``: 200 with an empty body once a worker of the server has loaded the model (SageMaker's health check
+  may reach any worker: one still loading answers 200 too once another has loaded, since its invocations wait for
+  its own model); 503 while none has; 500 with the reason when this worker cannot load it. An invocation that
+  reaches a worker still loading waits for its model, at most ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` seconds.
 - ``POST /invocations``: a whole video file (``content_types.VIDEO_TYPES``), decoded with the clip spec stored with the
   model through the same code as processing and ``video3dcnn predict``; or ``application/x-npy``, uint8 clips
   ``[N, T, H, W, C]`` of that spec. The answer is ``application/json`` or ``text/csv`` (one line) by ``Accept``.
@@ -50,6 +51,7 @@ logger = logging.getLogger(__name__)
 
 MB = 1024 * 1024
 CHUNK_BYTES = MB
+READY_MARKER = ".model-loaded"  # in the scratch directory the workers share, made by the first to load the model
 THREADS_PER_WORKER = 4  # one busy with a long video leaves others for /ping, which must answer within 2 s
 GRACEFUL_TIMEOUT_S = 25  # SageMaker sends SIGKILL 30 s after SIGTERM
 BATCH_PAYLOAD_LIMIT_MB = 100  # MaxPayloadInMB, and MaxConcurrentTransforms * MaxPayloadInMB, at most 100
@@ -72,9 +74,12 @@ class ModelSlot:
     call stays clear of whatever a Keras backend keeps per model between calls.
     """
 
-    def __init__(self, model_dir: Path, load: Callable[[Path], TrainedModel] = load_trained) -> None:
+    def __init__(
+        self, model_dir: Path, load: Callable[[Path], TrainedModel] = load_trained, ready_marker: Path | None = None
+    ) -> None:
         self._model_dir = model_dir
         self._load = load
+        self._ready_marker = ready_marker  # a file the workers share: created by the first to load the model
         self._done = threading.Event()
         self.lock = threading.Lock()
         self.trained: TrainedModel | None = None
@@ -93,6 +98,8 @@ class ModelSlot:
             # A first call builds the backend's predict function before requests race to do it.
             predict_clips(trained.model, np.zeros((1, *trained.clip_spec.shape), np.uint8))
             self.trained = trained
+            if self._ready_marker is not None:
+                self._ready_marker.touch()
             logger.info("model loaded from %s: %d classes, clips %s", self._model_dir, len(trained.classes),
                         "x".join(map(str, trained.clip_spec.shape)))  # fmt: skip
         except ToolkitError as exc:
@@ -107,6 +114,17 @@ class ModelSlot:
     def wait(self, timeout_s: float | None = None) -> bool:
         """Block until loading ended (loaded or failed); False on timeout."""
         return self._done.wait(timeout_s)
+
+    def check_health(self) -> None:
+        """Return when the server can answer: this worker's model is loaded, or it still loads while another
+        worker's is (its invocations wait for it).
+
+        Raises:
+            RequestError: 503 while no worker has loaded the model, 500 when this worker cannot load it.
+        """
+        if self.trained is None and self.error is None and self._ready_marker and self._ready_marker.exists():
+            return
+        self.get()
 
     def get(self, wait_s: float = 0) -> TrainedModel:
         """The loaded model, waiting up to ``wait_s`` seconds for it.
@@ -205,7 +223,7 @@ class InferenceApp:
     ) -> None:
         self.env = env
         self.scratch_dir = Path(scratch_dir)
-        self.slot = ModelSlot(env.model_dir, load)
+        self.slot = ModelSlot(env.model_dir, load, self.scratch_dir / READY_MARKER)
         self.slot.start(background)
         self._routes = Map(
             [
@@ -243,7 +261,7 @@ class InferenceApp:
         return response
 
     def _ping(self, request: Request) -> Response:
-        self.slot.get()
+        self.slot.check_health()
         return Response(status=200)
 
     def _execution_parameters(self, request: Request) -> Response:

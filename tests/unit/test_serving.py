@@ -25,7 +25,7 @@ from video3dcnn.config import ClipSpec
 from video3dcnn.contract import ServingEnv, serving_env
 from video3dcnn.errors import ContractError
 from video3dcnn.predict import csv_row, load_trained, predict_clips, predict_videos
-from video3dcnn.serving import InferenceApp, gunicorn_settings, parse_clips
+from video3dcnn.serving import READY_MARKER, InferenceApp, gunicorn_settings, parse_clips
 
 SPEC = ClipSpec(frames=4, height=16, width=16)
 CLASSES = ("Left", "Right", "Up")
@@ -58,7 +58,8 @@ def scratch(tmp_path) -> Path:
     directory = tmp_path / "scratch"
     directory.mkdir()
     yield directory
-    assert list(directory.iterdir()) == []  # every request cleaned up after itself
+    # every request cleaned up after itself; only the workers' shared marker of a loaded model stays
+    assert [path.name for path in directory.iterdir() if path.name != READY_MARKER] == []
 
 
 def _app(model_dir: Path, scratch: Path, trained=None, **settings) -> InferenceApp:
@@ -122,6 +123,20 @@ def test_ping_is_503_while_the_model_loads_and_an_invocation_waits_for_it(model_
     waiting.join(60)
     assert answers[0].status_code == 200
     assert client.get("/ping").status_code == 200
+
+
+def test_ping_of_a_worker_still_loading_is_200_once_another_worker_has_loaded_the_model(model_dir, scratch, trained):
+    release = threading.Event()
+    env = ServingEnv(model_dir=model_dir)
+    loading = InferenceApp(env, scratch, load=lambda _: release.wait(30) and trained, background=True)
+    try:
+        assert Client(loading).get("/ping").status_code == 503  # no worker has the model yet
+        InferenceApp(env, scratch, load=lambda _: trained, background=False)  # another worker of the server
+        assert Client(loading).get("/ping").status_code == 200
+        assert loading.slot.trained is None  # still loading: its invocations wait for it
+    finally:
+        release.set()
+        assert loading.slot.wait(30)
 
 
 def test_an_invocation_gives_up_waiting_after_the_timeout(model_dir, scratch, trained):
