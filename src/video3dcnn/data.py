@@ -201,6 +201,11 @@ class ClipLoader(keras.utils.PyDataset):
             exactly ``batch_size`` clips and comes with sample weights ``(clips, labels, weights)``: positions past
             the last clip repeat the epoch's last clips (backwards) with weight 0, so batch statistics see real
             clips and the loss and metrics ignore them.
+
+    Attributes:
+        epoch: the epoch whose order batches follow (Keras' ``on_epoch_end`` advances it).
+        skip: batches of this epoch already trained (a run resumed in the middle of an epoch): the loader starts after
+            them and is that much shorter, until the epoch ends.
     """
 
     def __init__(
@@ -227,6 +232,7 @@ class ClipLoader(keras.utils.PyDataset):
         self.buffer_clips = buffer_clips
         self.augment = augment
         self.epoch = 0
+        self.skip = 0
         self.num_clips = sum(shard.rows for shard in self.shards)
         if steps is not None and not 0 < self.num_clips <= steps * batch_size:
             raise ValueError(f"{steps} steps of {batch_size} cannot carry {self.num_clips} clips")
@@ -237,11 +243,16 @@ class ClipLoader(keras.utils.PyDataset):
         self._orders_lock = threading.Lock()
 
     def __len__(self) -> int:
+        return self.epoch_batches() - self.skip
+
+    def epoch_batches(self) -> int:
+        """Batches of a whole epoch (``len`` less the skipped ones)."""
         return self.steps if self.steps is not None else math.ceil(self.num_clips / self.batch_size)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range for {len(self)} batches")
+        index += self.skip
         start = min(index * self.batch_size, self.num_clips)
         stop = min(start + self.batch_size, self.num_clips)
         clips, labels = self._take(start, stop)
@@ -281,6 +292,7 @@ class ClipLoader(keras.utils.PyDataset):
     def on_epoch_end(self) -> None:
         """Advance to the next epoch's order (Keras calls this after every epoch)."""
         self.epoch += 1
+        self.skip = 0
 
     def _rng(self, *key: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.epoch, *key])

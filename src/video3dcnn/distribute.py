@@ -11,6 +11,9 @@ on any backend without distribution. Keras 3's ``fit`` does not support TensorFl
   (``auto_shard_dataset=False``; ``data.split_loaders`` gives each host its own clips).
 - Only the chief writes model, outputs and checkpoints (``Placement.solo``: Keras' saving creates variables, which
   under a multi-process distribution would be collectives).
+- A stop (SIGTERM) is agreed through the coordinator's key-value store: the first host that gets it names a batch
+  all hosts still have ahead of them (``Runtime.agree_stop``); all stop after that batch, the chief writes the
+  checkpoint, and the others wait for it (at most ``STOP_SAVE_WAIT_S``) before they leave.
 - ``Watchdog``: a host that never joins, dies or hangs ends the others within ``host_timeout_seconds`` with a reason
   naming it, instead of leaving them blocked in a collective until the job's MaxRuntime.
 """
@@ -38,6 +41,9 @@ COORDINATOR_PORT = 8890  # the port AWS's TensorFlow containers use for their wo
 JAX_GRACE_S = 60  # JAX's own timeouts are ours plus this, so that our reason is written before JAX aborts
 BEACON_KEY = "video3dcnn/beacon/{}"
 SILENT_BEACONS = 3  # a host whose beacon has not changed for this many intervals is taken for gone
+STOP_KEY = "video3dcnn/stop-after-batch"
+STOP_SAVED_KEY = "video3dcnn/stop-checkpoint-saved"
+STOP_SAVE_WAIT_S = 15  # how long the other hosts wait for the chief's stop checkpoint (inside a 20 s grace)
 
 _active: Runtime | None = None  # the runtime this process started (JAX's is process-wide too)
 
@@ -102,6 +108,20 @@ class Placement:
         """A ``train``, ``test`` or ``predict`` loop begins (its first step may compile for a while)."""
         if self.runtime is not None:
             self.runtime.watchdog.starting(loop)
+
+    def agree_stop(self, requested: bool, batches: int) -> bool:
+        """Whether every host stops after its ``batches``-th training batch of this run (``callbacks.GracefulStop``).
+
+        ``requested``: this host got SIGTERM. One host alone stops as soon as it is asked; several agree on a batch.
+        """
+        if self.runtime is None:
+            return requested
+        return self.runtime.agree_stop(requested, batches)
+
+    def stop_saved(self) -> None:
+        """After an agreed stop: the chief tells the others its checkpoint is written; they wait for that."""
+        if self.runtime is not None:
+            self.runtime.stop_saved()
 
     def gather(self, value: int) -> list[int]:
         """``value`` of every host, in host order (a collective: every host must call it)."""
@@ -227,6 +247,8 @@ class Runtime:
         self.failure_path, self.exit_code = failure_path, exit_code
         self.coordinator = coordinator
         self.watchdog = Watchdog(self, host_timeout)
+        self._stop_published = False
+        self._stop_at: int | None = None
 
     @property
     def host(self) -> str:
@@ -277,6 +299,38 @@ class Runtime:
         if self.index > 0 and self.failure_path is not None:
             self.failure_path.unlink(missing_ok=True)
         logger.info("host %s left the job", self.host)
+
+    def agree_stop(self, requested: bool, batches: int, client=None) -> bool:
+        """See ``Placement.agree_stop``.
+
+        A host asked to stop publishes ``batches + 1`` unless a host was first. That batch is still ahead of every
+        host: another host cannot complete batch ``batches + 1`` (a collective) before this one starts it, which it
+        does after publishing, and every host reads the key after each batch, so all stop after the same batch.
+        """
+        client = client or _client()
+        if requested and not self._stop_published:
+            self._stop_published = True
+            try:
+                client.key_value_set(STOP_KEY, str(batches + 1))
+                logger.info("host %s asks every host to stop after batch %d of this run", self.host, batches + 1)
+            except Exception:  # noqa: BLE001 - ALREADY_EXISTS: another host asked first, its batch holds
+                pass
+        if self._stop_at is None:
+            value = _try_get(client, STOP_KEY)
+            self._stop_at = int(value) if value else None
+        return self._stop_at is not None and batches >= self._stop_at
+
+    def stop_saved(self, client=None) -> None:
+        """See ``Placement.stop_saved``."""
+        client = client or _client()
+        if self.index == 0:
+            client.key_value_set(STOP_SAVED_KEY, "1")
+            return
+        try:
+            client.blocking_key_value_get(STOP_SAVED_KEY, STOP_SAVE_WAIT_S * 1000)
+        except Exception as exc:  # noqa: BLE001 - the chief died or is slow: leave anyway, the grace is short
+            logger.warning("host %s: the chief's stop checkpoint was not confirmed within %d s (%s)", self.host,
+                           STOP_SAVE_WAIT_S, " ".join(str(exc).split())[:200])
 
     def give_up(self, reason: str) -> None:
         """Write ``reason`` as this host's failure and leave (called by the watchdog, whose host cannot go on)."""

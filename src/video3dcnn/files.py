@@ -4,6 +4,11 @@ A writer gets a temporary name beside the final one (``.<name>.<random><suffix>`
 only when the writing block succeeds, so a killed or failed run never leaves a half-written file that looks complete.
 Shards, manifests, class lists, previews, models, checkpoints, metrics, plots and predictions all go through here.
 
+A write that fails (a full disk, no permission) raises ``WriteError``: one line naming the file, which the CLI reports
+like any user-fixable problem. ``remove_stale_temporaries`` deletes the temporary files a killed run left behind.
+JSON is written strictly: NaN and infinity become ``null`` (``strict_json``), never the bare ``NaN`` that JSON parsers
+refuse.
+
 ``FileLock`` keeps two runs from writing the same files at once (``flock``: the system releases it however the
 holder ends, so a killed run leaves no stale lock).
 """
@@ -14,11 +19,16 @@ import errno
 import fcntl
 import json
 import logging
+import math
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from video3dcnn.errors import OutputError
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +41,23 @@ class LockedError(Exception):
         self.path, self.holder = path, holder
 
 
+class WriteError(OutputError, OSError):
+    """A file could not be written (``OSError`` still catches it); the message names the file and the cause."""
+
+    def __init__(self, path: Path, exc: OSError) -> None:
+        cause = exc.strerror or str(exc) or type(exc).__name__
+        hint = ": free space on that disk or write elsewhere" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        super().__init__(f"cannot write {path}: {cause}{hint}")
+        self.errno, self.strerror, self.filename = exc.errno, exc.strerror, str(path)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+# The names ``atomic_path`` gives its temporary files: ``.<final name>.<8 characters of mkstemp><suffix>``.
+TEMPORARY_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$")
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
@@ -41,23 +68,77 @@ _UMASK = _umask()  # read once, at import: os.umask can only be read by setting 
 
 
 @contextmanager
-def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
+def atomic_path(path: Path, suffix: str = ".tmp", wrap_errors: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
     The file gets the permissions a plain ``open`` would give it (0666 less the umask).
 
-    ``suffix`` ends the temporary name, for writers that choose the format by extension (``.tmp.keras``).
+    ``suffix`` ends the temporary name, for writers that choose the format by extension (``.tmp.keras``); it starts
+    with ``.tmp``, so that ``remove_stale_temporaries`` knows the file. ``wrap_errors=False`` leaves an ``OSError``
+    of the block as it is (for blocks that also read other files).
+
+    Raises:
+        WriteError: an ``OSError`` (a full disk, no permission) while creating, writing or renaming the file.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
+    if not suffix.startswith(".tmp"):
+        raise ValueError(f"temporary suffixes start with .tmp, not {suffix!r}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise WriteError(path, exc) from None
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide the file from other users and the host
-        os.replace(tmp_path, path)
+        try:
+            yield tmp_path
+        except OSError as exc:
+            if not wrap_errors or isinstance(exc, WriteError):
+                raise
+            raise WriteError(path, exc) from None
+        try:
+            os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide the file from other users and the host
+            os.replace(tmp_path, path)
+        except OSError as exc:
+            raise WriteError(path, exc) from None
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(directory: Path | None) -> list[Path]:
+    """Delete the temporary files of ``atomic_path`` that a killed run left in ``directory`` (not below it).
+
+    Returns:
+        The files removed (none when ``directory`` is None or missing).
+    """
+    if directory is None or not Path(directory).is_dir():
+        return []
+    removed = []
+    for path in Path(directory).iterdir():
+        if TEMPORARY_NAME.match(path.name) and path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    if removed:
+        logger.info("removed %d temporary file(s) of an interrupted run from %s: %s", len(removed), directory,
+                    ", ".join(p.name for p in removed))
+    return removed
+
+
+def strict_json(data: Any) -> Any:
+    """``data`` with every NaN or infinite float (Python or NumPy) replaced by None, for ``json.dumps``."""
+    if isinstance(data, dict):
+        return {key: strict_json(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [strict_json(value) for value in data]
+    if isinstance(data, float) or type(data).__name__.startswith("float"):
+        value = float(data)
+        return value if math.isfinite(value) else None
+    return data
+
+
+def dumps_strict(data: Any, **options: Any) -> str:
+    """``json.dumps`` of ``strict_json(data)``: always valid JSON (RFC 8259 has no NaN or Infinity)."""
+    return json.dumps(strict_json(data), allow_nan=False, **options)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -67,8 +148,8 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    """Write ``data`` as indented JSON to ``path`` atomically."""
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """Write ``data`` as indented, strict JSON to ``path`` atomically (NaN and infinity as null)."""
+    write_text_atomic(path, dumps_strict(data, indent=2, sort_keys=False) + "\n")
 
 
 def _take(path: Path) -> int | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,8 @@ ALIASES = {
     "output": "output_data_dir",
 }
 
+MAX_LEARNING_RATE = 10.0  # far above any rate that trains a network; larger is a typo (1e1 for 1e-1) or inf
+MAX_WORKERS = 64  # loader threads; beyond a few per core they only add memory (each holds batches in flight)
 DIRECTORY_FIELDS = ("data_dir", "validation_dir", "model_dir", "output_data_dir", "checkpoint_dir")
 
 
@@ -67,13 +70,17 @@ class TrainConfig:
         False, "also write a TensorFlow SavedModel to <model_dir>/saved_model/1 (TensorFlow Serving; needs TensorFlow)"
     )
     num_classes: int | None = _hp(None, "expected number of classes; training refuses data with another count")
-    workers: int = _hp(2, "loader threads that prepare batches while the model trains")
+    workers: int = _hp(2, f"loader threads that prepare batches while the model trains (0 to {MAX_WORKERS})")
     shuffle_buffer_mb: int = _hp(
         1024, "MiB of decoded clips the loader holds (three windows of shards, each shuffled together); bounds its memory"
     )
     host_timeout_seconds: float = _hp(
         300, "multi-host jobs: how long a host waits for the others (to join, to complete a step) before it stops "
         "the job with a reason naming the missing host"
+    )
+    checkpoint_minutes: float = _hp(
+        10, "besides every epoch, checkpoint at the first batch boundary after this many minutes since the last "
+        "checkpoint, so that a stop or a lost instance costs at most that much work (needs a checkpoint directory)"
     )
     data_dir: str | None = _hp(None, "processed shards (default: the 'training' channel)", metavar="DIR")
     validation_dir: str | None = _hp(None, "separate validation shards (default: the 'validation' channel, if any)",
@@ -90,14 +97,17 @@ class TrainConfig:
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
-        if not self.host_timeout_seconds > 0:
-            raise ValueError(f"host_timeout_seconds must be positive, got {self.host_timeout_seconds}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        for name in ("host_timeout_seconds", "checkpoint_minutes"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value}")
+        if not (math.isfinite(self.learning_rate) and 0 < self.learning_rate <= MAX_LEARNING_RATE):
+            raise ValueError(f"learning_rate must be a number above 0 and at most {MAX_LEARNING_RATE:g}, got "
+                             f"{self.learning_rate} (typical: 1e-4 to 1e-2)")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.workers < 0:
-            raise ValueError(f"workers must be 0 or more, got {self.workers}")
+        if not 0 <= self.workers <= MAX_WORKERS:
+            raise ValueError(f"workers must be between 0 and {MAX_WORKERS} (loader threads), got {self.workers}")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
             raise ValueError(f"early_stopping_patience must be at least 1, got {self.early_stopping_patience}")
         if self.num_classes is not None and self.num_classes < 2:

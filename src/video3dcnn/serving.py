@@ -45,6 +45,7 @@ from video3dcnn.config import ClipSpec
 from video3dcnn.content_types import CSV, JSON, NPY, OCTET_STREAM, REQUEST_TYPES, RESPONSE_TYPES, VIDEO_TYPES
 from video3dcnn.contract import ServingEnv
 from video3dcnn.errors import ToolkitError, VideoDecodeError
+from video3dcnn.files import dumps_strict
 from video3dcnn.predict import TrainedModel, decode_video, load_trained, predict_clips, rank, ranking_cells
 
 logger = logging.getLogger(__name__)
@@ -185,7 +186,7 @@ def answer_json(probabilities: np.ndarray, classes: tuple[str, ...], top_k: int)
         "classes": list(classes),
         "clip_probabilities": probabilities.astype(float).round(6).tolist(),
     }
-    return json.dumps(body, separators=(",", ":"))
+    return dumps_strict(body, separators=(",", ":"))  # a NaN probability (a broken model) as null, not bare NaN
 
 
 def answer_csv(probabilities: np.ndarray, classes: tuple[str, ...], top_k: int) -> str:

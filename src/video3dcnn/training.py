@@ -6,10 +6,17 @@ directory gets the files of ``model_files``, the output data directory ``metrics
 
 Every host of a job runs ``train`` with its own ``Placement``: all of them build, fit and validate together; only the
 chief logs the metric lines and writes checkpoints, the model and the outputs.
+
+Checkpoints come after every epoch and at least every ``checkpoint_minutes``; a run resumes from the newest one, in the
+middle of an epoch if need be (the loader skips the batches done: batch ``i`` of an epoch is a pure function of the
+seed, the epoch and ``i``). With a ``signals.StopRequest`` (SIGTERM), fitting stops at the next batch boundary after a
+checkpoint. ``model.keras`` is renamed into the model directory last, after every other output: a model directory
+with it is complete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -23,19 +30,20 @@ from typing import Any
 import keras
 
 from video3dcnn import checkpoints
-from video3dcnn.callbacks import EpochCheckpoint, MetricLine, Progress
+from video3dcnn.callbacks import EpochCheckpoint, GracefulStop, MetricLine, NonFiniteLoss, Progress
 from video3dcnn.data import CACHED_WINDOWS, split_loaders, validation_loader
 from video3dcnn.distribute import Placement
 from video3dcnn.errors import DataError
 from video3dcnn.evaluation import evaluate_predictions, predict_loader
 from video3dcnn.export import export_saved_model
-from video3dcnn.files import write_json_atomic, write_text_atomic
+from video3dcnn.files import WriteError, atomic_path, remove_stale_temporaries, write_json_atomic, write_text_atomic
 from video3dcnn.hyperparameters import TrainConfig
 from video3dcnn.metric_line import METRIC_KEYS
 from video3dcnn.model import build_model
 from video3dcnn.model_files import CLIP_SPEC_FILE, MODEL_FILE
 from video3dcnn.plots import CONFUSION_MATRIX, TRAINING_CURVES, plot_confusion_matrix, plot_training_curves
 from video3dcnn.shards import DatasetIndex, write_classes
+from video3dcnn.signals import StopRequest
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +73,7 @@ class TrainResult:
     history: dict[str, list] = field(default_factory=dict)
     report: dict[str, Any] | None = None
     initial_epoch: int = 0
+    initial_step: int = 0
     seconds: float = 0.0
     train_clips: int = 0
     validation_clips: int = 0
@@ -96,34 +105,44 @@ def compile_model(model, config: TrainConfig, steps_per_epoch: int):
 
 def _initial_model(config: TrainConfig, index: DatasetIndex, paths: TrainPaths, placement: Placement,
                    steps_per_epoch: int):
-    """A resumed model and its history when a checkpoint exists, else a new compiled model.
+    """A resumed model, its position ``(epoch, step)`` and history when a checkpoint exists, else a new compiled model.
 
     Every host of a job must load the same checkpoint (SageMaker copies the checkpoint prefix to each host), so that
-    all replicas start from the same weights and epoch.
+    all replicas start from the same weights, epoch and batch.
 
     Raises:
-        DataError: the hosts found checkpoints of different epochs.
+        DataError: the hosts found checkpoints of different positions, or a mid-epoch checkpoint of an epoch with
+            another number of batches (other data or batch size).
     """
     found = checkpoints.latest(paths.checkpoint_dir, placement.host)
-    epochs = placement.gather(found.epoch if found else 0)
-    if len(set(epochs)) > 1:
-        listed = ", ".join(f"{host} {epoch}" for host, epoch in zip(placement.hosts, epochs))
-        raise DataError(f"the hosts would resume from different epochs ({listed}): every host needs the chief's "
-                        "checkpoints (SageMaker copies the checkpoint S3 prefix to each host at start)")
-    if found is not None:
-        logger.info("resuming from %s (%d epochs done)", found.path, found.epoch)
-        return checkpoints.load(found), found.epoch, found.history()
-    model = build_model(index.clip_spec.shape, len(index.classes), config.arch, config.dropout)
-    return compile_model(model, config, steps_per_epoch), 0, {}
+    position = found.position if found else (0, 0)
+    epochs, steps = placement.gather(position[0]), placement.gather(position[1])
+    if len(set(zip(epochs, steps))) > 1:
+        listed = ", ".join(f"{host} {epoch}/{step}" for host, epoch, step in zip(placement.hosts, epochs, steps))
+        raise DataError(f"the hosts would resume from different checkpoints (epoch/batch: {listed}): every host needs "
+                        "the chief's checkpoints (SageMaker copies the checkpoint S3 prefix to each host at start)")
+    if found is None:
+        model = build_model(index.clip_spec.shape, len(index.classes), config.arch, config.dropout)
+        return compile_model(model, config, steps_per_epoch), (0, 0), {}
+    if found.step >= steps_per_epoch:
+        raise DataError(f"{found.path} was taken after batch {found.step} of an epoch, but an epoch now has "
+                        f"{steps_per_epoch} batches (other data or batch_size): delete the checkpoint to start over")
+    logger.info("resuming from %s (%s)", found.path, found.describe())
+    return checkpoints.load(found), found.position, found.history()
 
 
 def _callbacks(config: TrainConfig, paths: TrainPaths, placement: Placement, history: dict, num_clips: int,
-               validating: bool):
-    callbacks = [Progress(placement.progress, placement.starting)]
+               validating: bool, stop: StopRequest | None):
+    callbacks = [Progress(placement.progress, placement.starting), NonFiniteLoss(config.learning_rate)]
     if placement.is_chief:
         callbacks.append(MetricLine(num_clips))
+    checkpoint = None
     if paths.checkpoint_dir is not None and placement.is_chief:  # every host starts from what SageMaker copies back
-        callbacks.append(EpochCheckpoint(paths.checkpoint_dir, placement.host, history, scope=placement.solo))
+        checkpoint = EpochCheckpoint(paths.checkpoint_dir, placement.host, history, scope=placement.solo,
+                                     every_seconds=config.checkpoint_minutes * 60)
+        callbacks.append(checkpoint)
+    if stop is not None:
+        callbacks.append(GracefulStop(stop, placement, checkpoint))
     if config.early_stopping_patience:
         monitor = "val_loss" if validating else "loss"
         callbacks.append(
@@ -139,6 +158,7 @@ def train(
     paths: TrainPaths,
     placement: Placement | None = None,
     extra_callbacks: list | None = None,
+    stop: StopRequest | None = None,
 ) -> TrainResult:
     """Train on ``index`` (and validate), resuming from the newest checkpoint, and write every artefact.
 
@@ -151,26 +171,38 @@ def train(
             Each host reads its own part of the clips; only the chief writes the model, the outputs and the
             checkpoints, and computes the validation report.
         extra_callbacks: more Keras callbacks (tests use one to interrupt a run).
+        stop: the request SIGTERM fills in (its handler must be installed by the caller): while fitting, a stop waits
+            for the next batch boundary and a checkpoint; otherwise it interrupts at once.
 
     Returns:
         The history of all epochs and (on the chief) the validation report.
 
     Raises:
-        DataError: no training clips, inconsistent data or an unreadable checkpoint.
+        DataError: no training clips, inconsistent data, an unreadable checkpoint or a loss that is not a number.
+        signals.Stopped: ``stop`` was requested.
+        files.WriteError: an output or checkpoint cannot be written (a full disk).
     """
     placement = placement or Placement.single()
     started = time.perf_counter()
+    if placement.is_chief:
+        for directory in (paths.model_dir, paths.output_data_dir, paths.checkpoint_dir):
+            remove_stale_temporaries(directory)
     keras.utils.set_random_seed(config.seed)  # the same on every host: the replicas start from the same weights
     train_loader, val_loader = _loaders(config, index, validation_index, placement)
-    model, initial_epoch, history = _initial_model(config, index, paths, placement, len(train_loader))
+    model, (initial_epoch, initial_step), history = _initial_model(config, index, paths, placement, len(train_loader))
     train_loader.epoch = initial_epoch
     train_clips, validation_clips = subset_sizes(index, validation_index)
-    callbacks = _callbacks(config, paths, placement, history, train_clips, val_loader is not None)
-    history = _fit(model, config, train_loader, val_loader, initial_epoch, history,
-                   callbacks + list(extra_callbacks or []))
-    result = TrainResult(history=history, initial_epoch=initial_epoch, seconds=time.perf_counter() - started,
-                         train_clips=train_clips, validation_clips=validation_clips)
+    callbacks = _callbacks(config, paths, placement, history, train_clips, val_loader is not None, stop)
+    with stop.deferring() if stop is not None else contextlib.nullcontext():
+        history = _fit(model, config, train_loader, val_loader, (initial_epoch, initial_step), history,
+                       callbacks + list(extra_callbacks or []))
+    result = TrainResult(history=history, initial_epoch=initial_epoch, initial_step=initial_step,
+                         seconds=time.perf_counter() - started, train_clips=train_clips,
+                         validation_clips=validation_clips)
     if placement.is_chief:
+        if stop is not None:
+            stop.meanwhile = ("the final outputs were not all written (model.keras is written last); the newest "
+                              "checkpoint holds the trained model and a rerun writes them")
         with placement.solo():
             save_outputs(model, config, index, validation_index, paths, result)
     return result
@@ -201,14 +233,35 @@ def _loaders(config: TrainConfig, index: DatasetIndex, validation_index: Dataset
     return train_loader, val_loader
 
 
-def _fit(model, config: TrainConfig, train_loader, val_loader, initial_epoch: int, history: dict, callbacks: list):
-    """Fit the remaining epochs and return the history of all epochs."""
+def _fit(model, config: TrainConfig, train_loader, val_loader, position: tuple[int, int], history: dict,
+         callbacks: list):
+    """Fit the remaining epochs from ``position`` (epochs done, batches of the next done) and return the history of
+    all epochs. A run resumed in the middle of an epoch first fits the rest of that epoch on its own: Keras counts
+    an epoch's batches once per ``fit``."""
+    initial_epoch, initial_step = position
     if initial_epoch >= config.epochs:
         logger.info("the checkpoint already completed %d of %d epochs: nothing left to train", initial_epoch,
                     config.epochs)
         return history
+    if initial_step:
+        logger.info("resuming epoch %d after its batch %d of %d", initial_epoch + 1, initial_step, len(train_loader))
+        train_loader.skip = initial_step
+        for callback in callbacks:
+            if isinstance(callback, EpochCheckpoint):
+                callback.step_offset = initial_step
+        history = _fit_epochs(model, train_loader, val_loader, initial_epoch, initial_epoch + 1, history, callbacks)
+        for callback in callbacks:
+            if isinstance(callback, EpochCheckpoint):
+                callback.step_offset = 0
+        initial_epoch += 1
+        if initial_epoch >= config.epochs or model.stop_training:
+            return history
+    return _fit_epochs(model, train_loader, val_loader, initial_epoch, config.epochs, history, callbacks)
+
+
+def _fit_epochs(model, train_loader, val_loader, initial_epoch: int, epochs: int, history: dict, callbacks: list):
     fitted = model.fit(
-        train_loader, validation_data=val_loader, epochs=config.epochs, initial_epoch=initial_epoch,
+        train_loader, validation_data=val_loader, epochs=epochs, initial_epoch=initial_epoch,
         shuffle=False, verbose=0, callbacks=callbacks,
     )
     return _merge_history(history, fitted, initial_epoch)
@@ -241,13 +294,34 @@ def save_outputs(model, config: TrainConfig, index: DatasetIndex, validation_ind
                  paths: TrainPaths, result: TrainResult) -> None:
     """Write the model directory (model.keras, classes.txt, clip_spec.json) and the output data directory.
 
-    The validation report (``result.report``) and the SavedModel come from ``model.keras`` as written, loaded back
-    on this host alone: in a multi-host job the trained model's weights live on every host's devices.
+    The validation report (``result.report``) and the SavedModel come from the model as written, loaded back on this
+    host alone: in a multi-host job the trained model's weights live on every host's devices. ``model.keras`` is
+    written to a temporary name first and renamed last, after every other file (an earlier one is removed first):
+    a model directory holding ``model.keras`` is complete, whenever the run was interrupted.
+
+    Raises:
+        files.WriteError: a file cannot be written (a full disk): the message names it.
     """
-    checkpoints.save_model(model, paths.model_dir / MODEL_FILE)
-    saved = keras.saving.load_model(paths.model_dir / MODEL_FILE)
-    write_classes(paths.model_dir, index.classes)
-    write_json_atomic(paths.model_dir / CLIP_SPEC_FILE, index.clip_spec.to_dict())
+    final = paths.model_dir / MODEL_FILE
+    try:
+        final.unlink(missing_ok=True)
+    except OSError as exc:
+        raise WriteError(final, exc) from None
+    with atomic_path(final, suffix=".tmp.keras", wrap_errors=False) as staged:  # renamed when the block ends
+        try:
+            model.save(staged)
+        except OSError as exc:
+            raise WriteError(final, exc) from None
+        saved = keras.saving.load_model(staged)
+        write_classes(paths.model_dir, index.classes)
+        write_json_atomic(paths.model_dir / CLIP_SPEC_FILE, index.clip_spec.to_dict())
+        _write_reports(saved, config, index, validation_index, paths, result)
+    logger.info("model written to %s, metrics to %s", paths.model_dir, paths.output_data_dir)
+
+
+def _write_reports(saved, config: TrainConfig, index: DatasetIndex, validation_index: DatasetIndex | None,
+                   paths: TrainPaths, result: TrainResult) -> None:
+    """The validation report, the SavedModel (if asked for), history.csv, metrics.json and the plots."""
     loader = validation_loader(index, validation_index, config.batch_size, workers=config.workers,
                                buffer_clips=window_clips(config.shuffle_buffer_mb, index.clip_spec.shape))
     if loader is not None:
@@ -261,7 +335,6 @@ def save_outputs(model, config: TrainConfig, index: DatasetIndex, validation_ind
         plot_training_curves(result.history, out / TRAINING_CURVES)
     if result.report is not None:
         plot_confusion_matrix(result.report["confusion_matrix"], index.classes, out / CONFUSION_MATRIX)
-    logger.info("model written to %s, metrics to %s", paths.model_dir, out)
 
 
 def history_csv(history: Mapping[str, list]) -> str:
@@ -298,6 +371,8 @@ def metrics_summary(config: TrainConfig, index: DatasetIndex, result: TrainResul
         summary["best"] = {key: values[best] for key, values in history.items() if len(values) > best}
     summary["validation"] = result.report
     summary["resumed_from_epoch"] = result.initial_epoch
+    if result.initial_step:
+        summary["resumed_from_step"] = result.initial_step
     summary["seconds"] = round(result.seconds, 1)
     summary["hyperparameters"] = config.hyperparameters()
     summary["classes"] = list(index.classes)

@@ -98,7 +98,8 @@ def _run(args: argparse.Namespace) -> int:
         message = str(exc) or "interrupted"  # a SIGTERM handler names its signal
         logger.error("%s", message)
         _report(args, message)
-        return 130
+        signum = getattr(exc, "signum", None)  # signals.Stopped: the shell's convention, 128 + the signal
+        return 128 + signum if signum else 130
     except Exception as exc:  # noqa: BLE001 - the second tier: a bug, reported with its traceback
         logger.exception("internal error in '%s'", args.command)
         _report(args, f"Internal error: {type(exc).__name__}: {exc}")

@@ -4,17 +4,22 @@ Inside a SageMaker training job (``docker/training/train.py`` run by the sagemak
 default to the job's: ``SM_CHANNEL_TRAINING``, ``SM_CHANNEL_VALIDATION`` (optional), ``SM_MODEL_DIR``,
 ``SM_OUTPUT_DATA_DIR`` and ``/opt/ml/checkpoints``. Hyperparameters come from ``hyperparameters.json`` and the
 command line (the toolkit passes them as ``--key value`` too); flags win.
+
+SIGTERM (``docker stop``, StopTrainingJob, a spot reclaim) stops training at the next batch boundary after a
+checkpoint, with a one-line reason in /opt/ml/output/failure and exit code 143 (docs/training.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 from pathlib import Path
 
 from video3dcnn import contract
 from video3dcnn.config import given_arguments
 from video3dcnn.errors import ConfigError, ContractError
+from video3dcnn.signals import StopRequest, handling_signal
 from video3dcnn.hyperparameters import (
     TrainConfig,
     add_arguments,
@@ -53,6 +58,12 @@ def failure_paths(args: argparse.Namespace) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    stop = StopRequest()
+    with handling_signal(signal.SIGTERM, stop):
+        return _train(args, stop)
+
+
+def _train(args: argparse.Namespace, stop: StopRequest) -> int:
     from video3dcnn import distribute, training
     from video3dcnn.shards import load_index
 
@@ -69,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     placement = distribute.setup(env.hosts, env.num_gpus, config.host_timeout_seconds, env.failure_path,
                                  env.coordinator)
     try:
-        training.train(config, index, validation_index, paths, placement)
+        training.train(config, index, validation_index, paths, placement, stop=stop)
     except Exception as exc:
         explained = placement.explain(exc)  # a failed collective: which host went missing
         if explained is exc:
