@@ -27,7 +27,7 @@ def test_a_checkpoint_round_trips_the_model_with_its_optimizer_state_and_history
     saved = checkpoints.save(model, tmp_path, "algo-1", 3, {"epoch": [1, 2, 3], "loss": [0.9, 0.8, 0.7]})
     assert saved.path.name == "checkpoint-algo-1-epoch0003.keras" and saved.path.is_file()
     assert json.loads(saved.history_path.read_text()) == {
-        "host": "algo-1", "epoch": 3, "history": {"epoch": [1, 2, 3], "loss": [0.9, 0.8, 0.7]}}
+        "host": "algo-1", "epoch": 3, "step": 0, "history": {"epoch": [1, 2, 3], "loss": [0.9, 0.8, 0.7]}}
     assert saved.history() == {"epoch": [1, 2, 3], "loss": [0.9, 0.8, 0.7]}
     loaded = checkpoints.load(saved)
     np.testing.assert_allclose(loaded.predict_on_batch(data), model.predict_on_batch(data), rtol=1e-6)

@@ -66,7 +66,9 @@ def test_native_run_writes_to_the_given_directories(tmp_path, monkeypatch):
     [
         ({"epochs": '"many"'}, [], "invalid value 'many' for 'epochs'"),
         ({}, ["--batchsize", "8"], "unknown hyperparameter 'batchsize'; valid names are:"),
-        ({"learning_rate": "0"}, [], "learning_rate must be positive"),
+        ({"learning_rate": "0"}, [], "learning_rate must be a number above 0"),
+        ({"learning_rate": "inf"}, [], "learning_rate must be a number above 0 and at most 10, got inf"),
+        ({}, ["--workers", "1000"], "workers must be between 0 and 64"),
         ({"nclass": "8"}, [], "num_classes (nclass) is 8 but"),
         ({"optimizer": '"adamw"'}, ["--optimizer", "adamw"], "choose one of adam, rmsprop, sgd"),
     ],

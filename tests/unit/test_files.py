@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -51,3 +52,57 @@ def test_a_file_lock_refuses_a_second_holder_at_once_naming_the_first(tmp_path: 
     assert not path.exists()  # removed with the lock
     with files.FileLock.acquire(path, "run B"):  # free again
         assert path.read_text() == "run B\n"
+
+
+def test_a_full_disk_is_a_one_line_error_naming_the_file(tmp_path: Path) -> None:
+    target = tmp_path / "model.keras"
+    with pytest.raises(files.WriteError) as caught:
+        with files.atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert str(caught.value) == f"cannot write {target}: No space left on device: free space on that disk or write " \
+        "elsewhere"
+    assert isinstance(caught.value, OSError) and caught.value.errno == errno.ENOSPC  # still an OSError for callers
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_writing_to_a_full_device_names_the_file(tmp_path: Path, monkeypatch) -> None:
+    """The temporary file is a link to /dev/full, which refuses every write with ENOSPC, as a full disk does."""
+    real_mkstemp = files.tempfile.mkstemp
+
+    def full_mkstemp(**kwargs):
+        fd, name = real_mkstemp(**kwargs)
+        os.unlink(name)
+        os.symlink("/dev/full", name)
+        return fd, name
+
+    monkeypatch.setattr(files.tempfile, "mkstemp", full_mkstemp)
+    with pytest.raises(files.WriteError, match=r"^cannot write .*metrics\.json: No space left on device"):
+        files.write_json_atomic(tmp_path / "metrics.json", {"loss": 1.0})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_block_that_reads_other_files_can_keep_its_own_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        with files.atomic_path(tmp_path / "out", wrap_errors=False):
+            (tmp_path / "missing").read_bytes()
+
+
+def test_json_is_strict_nan_and_infinity_become_null(tmp_path: Path) -> None:
+    import numpy as np
+
+    files.write_json_atomic(tmp_path / "m.json", {"loss": [0.5, float("nan")], "best": {"val": np.float32("inf")}})
+    text = (tmp_path / "m.json").read_text()
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name} in JSON")) == {
+        "loss": [0.5, None], "best": {"val": None}}
+
+
+def test_stale_temporaries_of_a_killed_run_are_removed_and_nothing_else(tmp_path: Path) -> None:
+    stale = [".training_curves.png.k2j_x9aa.tmp", ".model.keras.abcdefgh.tmp.keras", ".metrics.json.0a1b2c3d.tmp"]
+    kept = ["model.keras", ".hidden", "notes.tmp", ".x.tmp", "training_curves.png"]
+    for name in stale + kept:
+        (tmp_path / name).write_text("x")
+    removed = files.remove_stale_temporaries(tmp_path)
+    assert sorted(p.name for p in removed) == sorted(stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+    assert files.remove_stale_temporaries(tmp_path / "absent") == [] and files.remove_stale_temporaries(None) == []

@@ -95,6 +95,33 @@ def test_out_of_range_values_are_refused(raw, fragment):
         resolve_config(raw, {})
 
 
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"learning_rate": "inf"}, "learning_rate must be a number above 0 and at most 10, got inf (typical: 1e-4"),
+        ({"learning_rate": "nan"}, "learning_rate must be a number above 0 and at most 10, got nan"),
+        ({"learning_rate": "-inf"}, "learning_rate must be a number above 0 and at most 10, got -inf"),
+        ({"learning_rate": "0"}, "learning_rate must be a number above 0 and at most 10, got 0.0"),
+        ({"learning_rate": "1e3"}, "learning_rate must be a number above 0 and at most 10, got 1000.0"),
+        ({"dropout": "nan"}, "dropout must be in [0, 1), got nan"),
+        ({"host_timeout_seconds": "inf"}, "host_timeout_seconds must be a positive number, got inf"),
+        ({"checkpoint_minutes": "0"}, "checkpoint_minutes must be a positive number, got 0.0"),
+        ({"checkpoint_minutes": "nan"}, "checkpoint_minutes must be a positive number, got nan"),
+        ({"workers": "65"}, "workers must be between 0 and 64 (loader threads), got 65"),
+        ({"workers": "-1"}, "workers must be between 0 and 64 (loader threads), got -1"),
+    ],
+)
+def test_non_finite_and_absurd_values_are_refused_with_the_bounds(raw, message):
+    with pytest.raises(ConfigError) as caught:
+        resolve_config(raw, {})
+    assert str(caught.value).startswith(message)
+
+
+def test_the_bounds_themselves_are_accepted():
+    config = resolve_config({"learning_rate": "10", "workers": "64", "checkpoint_minutes": "0.5"}, {"workers": "0"})
+    assert (config.learning_rate, config.workers, config.checkpoint_minutes) == (10.0, 0, 0.5)
+
+
 def test_precedence_defaults_then_file_then_flags():
     config = resolve_config({"epochs": "5", "batch_size": "8"}, {"epochs": "9"})
     assert (config.epochs, config.batch_size, config.learning_rate) == (9, 8, TrainConfig().learning_rate)

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from video3dcnn.signals import handling_signal
+from video3dcnn.signals import Stopped, StopRequest, handling_signal
 
 
 class _Stopped(Exception):
@@ -52,3 +52,24 @@ def test_outside_the_main_thread_nothing_changes() -> None:
     thread.start()
     thread.join()
     assert errors == [] and seen == [before]
+
+
+def test_a_stop_request_interrupts_at_once_outside_a_deferring_block() -> None:
+    request = StopRequest()
+    with pytest.raises(Stopped, match="^stopped by SIGTERM .*; nothing was in progress") as caught:
+        with handling_signal(signal.SIGTERM, request):
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert caught.value.signum == signal.SIGTERM and isinstance(caught.value, KeyboardInterrupt)
+
+
+def test_inside_a_deferring_block_a_stop_is_only_recorded_once() -> None:
+    request = StopRequest()
+    with handling_signal(signal.SIGTERM, request), request.deferring():
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)  # a second stop changes nothing
+        assert request.requested and request.signum == signal.SIGTERM
+    reason = str(request.stopped("saved checkpoint x"))
+    assert reason.startswith("stopped by SIGTERM") and reason.endswith("; saved checkpoint x") and "\n" not in reason
+    with pytest.raises(Stopped):  # a stop that came earlier ends the next deferring block before it starts
+        with request.deferring():
+            pass

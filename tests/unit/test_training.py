@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
+import signal
 
 import keras
 import pytest
@@ -14,6 +16,7 @@ from video3dcnn import checkpoints
 from video3dcnn.distribute import Placement
 from video3dcnn.hyperparameters import TrainConfig
 from video3dcnn.partition import Share
+from video3dcnn.signals import Stopped, StopRequest, handling_signal
 from video3dcnn.training import TrainPaths, history_csv, train
 
 FAST = {"batch_size": 4, "workers": 0, "learning_rate": 3e-3}
@@ -126,3 +129,66 @@ def test_non_chief_writes_nothing_and_early_stopping_stops(tmp_path):
 def test_history_csv_orders_columns():
     text = history_csv({"val_loss": [0.5, 0.4], "loss": [1.0, 0.9], "epoch": [1, 2]})
     assert text.splitlines() == ["epoch,loss,val_loss", "1,1,0.5", "2,0.9,0.4"]
+
+
+class _SigtermAtBatch(keras.callbacks.Callback):
+    """Sends this process a real SIGTERM during the given training batch of the run (1-based, over all epochs)."""
+
+    def __init__(self, batch: int) -> None:
+        super().__init__()
+        self.batch, self.seen = batch, 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.batch:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_mid_epoch_and_a_rerun_resumes_after_that_batch(tmp_path, caplog):
+    """Stopped in batch 2 of epoch 2, resumed after it: every batch trains exactly once (the optimizer counts them)."""
+    index = write_dataset(tmp_path / "data", clips_per_class=6)
+    config = TrainConfig(epochs=3, **FAST)
+    steps = -(-index.num_train // FAST["batch_size"])
+    (tmp_path / "output").mkdir()
+    (tmp_path / "output" / ".training_curves.png.a1b2c3d4.tmp").write_bytes(b"half a png")  # a killed run's
+    stop = StopRequest()
+    with handling_signal(signal.SIGTERM, stop), pytest.raises(Stopped) as caught:
+        train(config, index, None, _paths(tmp_path), ALGO_1, extra_callbacks=[_SigtermAtBatch(steps + 2)], stop=stop)
+    saved = checkpoints.latest(tmp_path / "ckpt")
+    assert saved.position == (1, 2) and str(saved.path) in str(caught.value)
+    assert not (tmp_path / "model").exists()
+    assert not (tmp_path / "output" / ".training_curves.png.a1b2c3d4.tmp").exists()
+    with caplog.at_level(logging.INFO):
+        result = train(config, index, None, _paths(tmp_path), ALGO_1, stop=StopRequest())
+    assert "resuming epoch 2 after its batch 2 of %d" % steps in caplog.text
+    assert (result.initial_epoch, result.initial_step) == (1, 2) and result.history["epoch"] == [1, 2, 3]
+    model = keras.saving.load_model(tmp_path / "model" / "model.keras")
+    assert int(model.optimizer.iterations) == 3 * steps  # no batch skipped, none trained twice
+    assert json.loads((tmp_path / "output" / "metrics.json").read_text())["resumed_from_step"] == 2
+
+
+@pytest.mark.slow
+def test_sigterm_before_fitting_stops_at_once(tmp_path, monkeypatch):
+    index = write_dataset(tmp_path / "data", clips_per_class=4)
+    stop = StopRequest()
+    monkeypatch.setattr("video3dcnn.training.build_model", lambda *a: os.kill(os.getpid(), signal.SIGTERM))
+    with handling_signal(signal.SIGTERM, stop), pytest.raises(Stopped, match="nothing was in progress"):
+        train(TrainConfig(epochs=1, **FAST), index, None, _paths(tmp_path), ALGO_1, stop=stop)
+
+
+@pytest.mark.slow
+def test_an_interrupted_final_write_leaves_no_model_keras_and_no_temporaries(tmp_path, monkeypatch):
+    """model.keras is renamed into place last: a model directory that holds it is complete."""
+    index = write_dataset(tmp_path / "data", clips_per_class=4)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.keras").write_bytes(b"an earlier run's model")
+
+    def interrupted(*args):
+        raise _Interrupt
+
+    monkeypatch.setattr("video3dcnn.training.plot_training_curves", interrupted)
+    with pytest.raises(_Interrupt):
+        train(TrainConfig(epochs=1, **FAST), index, None, _paths(tmp_path), ALGO_1)
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["classes.txt", "clip_spec.json"]
+    assert not [p for p in (tmp_path / "output").iterdir() if p.name.startswith(".")]
