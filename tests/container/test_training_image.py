@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from containers import (
+    HOST,
     SYNTHETIC_CLASSES,
     TRAINING_IMAGE_MAX_BYTES,
     TRAINING_TIMEOUT_S,
@@ -31,7 +32,7 @@ def test_image_runs_the_toolkit_on_the_shim_only(docker_client, training_image: 
     )
     config = check_image(docker_client, training_image, TRAINING_IMAGE_MAX_BYTES, probe)
     env = dict(item.split("=", 1) for item in config["Env"])
-    assert config["Cmd"] == ["train"] and not config["Entrypoint"]
+    assert config["Cmd"] == ["train"] and config["Entrypoint"] == ["training-init"]
     assert env["SAGEMAKER_PROGRAM"] == "train.py" and env["PYTHONUNBUFFERED"] == "TRUE"
 
 
@@ -108,3 +109,64 @@ def test_a_second_host_that_never_starts_fails_the_job_naming_it(
     failure = (opt_ml / "output/failure").read_text(encoding="utf-8")
     assert "algo-2" in failure and "host_timeout_seconds" in failure, failure
     assert not (opt_ml / "output/success").exists() and not (opt_ml / "model/model.keras").exists()
+
+
+STOP_GRACE_S = 20  # docker stop -t 20: SIGTERM, then SIGKILL after 20 s
+
+
+def _start(client, image: str, mounts: dict[Path, str]):
+    binds = {str(Path(host).resolve()): {"bind": target.partition(":")[0], "mode": target.partition(":")[2] or "rw"}
+             for host, target in mounts.items()}
+    return client.containers.run(image, detach=True, volumes=binds, network_mode="none", hostname=HOST,
+                                 extra_hosts={HOST: "127.0.0.1"})
+
+
+def _wait_for_line(container, text: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        container.reload()
+        logs = container.logs().decode("utf-8", "replace")
+        if text in logs:
+            return
+        assert container.status == "running", f"the container ended before '{text}':\n{logs[-5000:]}"
+        time.sleep(0.5)
+    raise AssertionError(f"no '{text}' within {timeout_s} s:\n{container.logs().decode('utf-8', 'replace')[-5000:]}")
+
+
+@pytest.mark.slow
+def test_docker_stop_checkpoints_within_the_grace_and_a_rerun_resumes(
+    docker_client, training_image: str, processed_data: Path, opt_ml: Path
+) -> None:
+    """``docker stop -t 20`` in the middle of training: SIGTERM reaches the training process through PID 1, which
+    writes a checkpoint, the one-line reason and exits well inside the grace (not SIGKILL's 137); the same /opt/ml
+    then resumes from that checkpoint and finishes."""
+    hyperparameters = {"epochs": "1000", "batch_size": "2", "checkpoint_minutes": "10"}
+    mounts = training_tree(opt_ml, processed_data, hyperparameters)
+    container = _start(docker_client, training_image, mounts)
+    try:
+        _wait_for_line(container, "epoch=2 ", TRAINING_TIMEOUT_S)
+        started = time.monotonic()
+        container.stop(timeout=STOP_GRACE_S)
+        exit_code = container.wait(timeout=STOP_GRACE_S + 10)["StatusCode"]
+        seconds = time.monotonic() - started
+        logs = container.logs().decode("utf-8", "replace")
+    finally:
+        container.remove(force=True)
+    print(f"--- stopped after {seconds:.1f} s, exit code {exit_code} ---\n{logs}")
+    assert exit_code not in (0, 137) and seconds < STOP_GRACE_S - 5, (exit_code, seconds)
+    failure = (opt_ml / "output/failure").read_text(encoding="utf-8")
+    assert failure.startswith("stopped by SIGTERM") and "saved checkpoint /opt/ml/checkpoints/checkpoint-algo-1-" \
+        in failure.splitlines()[0], failure
+    saved = sorted(p.name for p in (opt_ml / "checkpoints").glob("*.keras"))
+    assert saved and not (opt_ml / "model/model.keras").exists() and not (opt_ml / "output/success").exists()
+
+    # The rerun: SageMaker would start with a fresh output directory; the checkpoints stay.
+    (opt_ml / "output/failure").unlink()
+    done = int(saved[-1].split("-epoch")[1][:4])
+    (opt_ml / "input/config/hyperparameters.json").write_text(json.dumps({**hyperparameters, "epochs": str(done + 1)}))
+    run = run_container(docker_client, training_image, None, mounts, timeout_s=TRAINING_TIMEOUT_S)
+    assert run.exit_code == 0, run.describe()
+    assert f"resuming from /opt/ml/checkpoints/{saved[-1]}" in run.logs
+    assert (opt_ml / "model/model.keras").is_file() and (opt_ml / "output/success").exists()
+    metrics = json.loads((opt_ml / "output/data/metrics.json").read_text(encoding="utf-8"))
+    assert metrics["epochs_completed"] == done + 1 and metrics["resumed_from_epoch"] == done
