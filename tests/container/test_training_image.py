@@ -140,7 +140,7 @@ def test_docker_stop_checkpoints_within_the_grace_and_a_rerun_resumes(
     """``docker stop -t 20`` in the middle of training: SIGTERM reaches the training process through PID 1, which
     writes a checkpoint, the one-line reason and exits well inside the grace (not SIGKILL's 137); the same /opt/ml
     then resumes from that checkpoint and finishes."""
-    hyperparameters = {"epochs": "1000", "batch_size": "2", "checkpoint_minutes": "10"}
+    hyperparameters = {"epochs": "1000", "batch_size": "2"}
     mounts = training_tree(opt_ml, processed_data, hyperparameters)
     container = _start(docker_client, training_image, mounts)
     try:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -123,3 +126,57 @@ def test_validation_channel_validates_and_all_training_clips_train(opt_ml):
     metrics = json.loads((opt_ml / "output" / "data" / "metrics.json").read_text())
     assert metrics["validation"]["count"] == metrics["validation_clips"] == 6  # all of the validation channel
     assert metrics["train_clips"] == 8  # all of the training channel, its is_val clips included
+
+
+@pytest.mark.slow
+def test_a_full_checkpoint_disk_is_one_line_naming_the_file(opt_ml, monkeypatch, capsys):
+    import keras
+
+    def full(self, path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(keras.Model, "save", full)
+    _job(opt_ml, {"epochs": "1", "batch_size": "4", "workers": "0"})
+    assert main(["train"]) == EXIT_USER_ERROR
+    assert _failure(opt_ml) == f"cannot write {opt_ml}/checkpoints/checkpoint-algo-1-epoch0001.keras: No space left " \
+        "on device: free space on that disk or write elsewhere\n"
+    assert "Traceback" not in capsys.readouterr().err and not list((opt_ml / "checkpoints").glob(".*"))
+
+
+@pytest.mark.slow
+def test_a_full_model_disk_is_one_line_naming_model_keras(tmp_path, monkeypatch, capsys):
+    import keras
+
+    def full(self, path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path / "absent"))
+    monkeypatch.setattr(keras.Model, "save", full)
+    write_dataset(tmp_path / "shards", clips_per_class=4)
+    argv = ["train", "--data-dir", str(tmp_path / "shards"), "--model-dir", str(tmp_path / "model"),
+            "--output-data-dir", str(tmp_path / "out"), "--epochs", "1", "--workers", "0"]
+    assert main(argv) == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert f"cannot write {tmp_path}/model/model.keras: No space left on device" in err and "Traceback" not in err
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == []
+
+
+@pytest.mark.slow
+def test_sigterm_during_training_checkpoints_and_exits_143(opt_ml, monkeypatch):
+    from video3dcnn import callbacks
+
+    real = callbacks.Progress.on_train_batch_end
+
+    def signalled(self, batch, logs=None):
+        if batch == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+        real(self, batch, logs)
+
+    monkeypatch.setattr(callbacks.Progress, "on_train_batch_end", signalled)
+    _job(opt_ml, {"epochs": "3", "batch_size": "2", "workers": "0"})
+    assert main(["train"]) == 128 + signal.SIGTERM
+    saved = f"{opt_ml}/checkpoints/checkpoint-algo-1-epoch0000-step000001.keras"
+    assert _failure(opt_ml) == "stopped by SIGTERM (docker stop, StopTrainingJob or a spot reclaim); saved " \
+        f"checkpoint {saved} (0 epochs done and 1 batches of epoch 1)\n"
+    assert Path(saved).is_file() and not (opt_ml / "model" / "model.keras").exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler ends with the run
