@@ -181,8 +181,10 @@ class GracefulStop(keras.callbacks.Callback):
 
     def _stop(self, saved: str | None) -> None:
         self.placement.stop_saved()
-        raise self.request.stopped(saved or "this host writes no checkpoint (only the chief does, if a checkpoint "
-                                   "directory is set)")
+        what = saved or "this host writes no checkpoint (only the chief does, if a checkpoint directory is set)"
+        if not self.request.requested:  # another host got the signal
+            what = f"another host of the job was stopped; {what}"
+        raise self.request.stopped(what)
 
 
 class NonFiniteLoss(keras.callbacks.Callback):

@@ -22,7 +22,7 @@ import pytest
 from hostkit import start_job
 from trainkit import write_dataset
 
-from video3dcnn import distribute
+from video3dcnn import checkpoints, distribute
 from video3dcnn.contract import Hosts
 from video3dcnn.errors import ConfigError
 
@@ -246,7 +246,7 @@ def test_hosts_that_would_resume_from_different_epochs_are_refused(tmp_path):
 DEVICES_SCRIPT = """
 import json
 from pathlib import Path
-from video3dcnn import distribute
+from video3dcnn import checkpoints, distribute
 from video3dcnn.contract import Hosts
 from video3dcnn.hyperparameters import TrainConfig
 from video3dcnn.logs import configure_logging
@@ -283,3 +283,61 @@ def test_two_devices_on_one_host_train_one_model_on_split_batches(tmp_path):
     assert "DataParallel over 2 devices" in two["log"] and "4 clips per step, 4 per host, 2 per device" in two["log"]
     assert two["loss"] == pytest.approx(one["loss"], rel=1e-3)
     assert two["val_accuracy"] == pytest.approx(one["val_accuracy"], abs=1e-6)
+
+
+class _Store:
+    """JAX's key-value store as the hosts' clients see it: shared, and a key once set stays (no overwrite)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    def key_value_set(self, key: str, value: str) -> None:
+        if key in self.values:
+            raise RuntimeError(f"ALREADY_EXISTS: {key}")
+        self.values[key] = value
+
+    def key_value_try_get(self, key: str) -> str:
+        if key not in self.values:
+            raise RuntimeError(f"NOT_FOUND: {key}")
+        return self.values[key]
+
+
+def test_hosts_agree_on_the_batch_after_which_all_stop():
+    """algo-2 gets SIGTERM after its batch 5 while algo-1 already finished batch 5 (it may be one batch ahead)."""
+    store = _Store()
+    chief, worker = (distribute.Runtime(HOSTS_3[:2], i, 30, None, "algo-1:8890", 2) for i in (0, 1))
+    assert not chief.agree_stop(False, 5, store)  # the chief looked before the worker asked
+    assert not worker.agree_stop(True, 5, store)  # the worker asks for "after batch 6"
+    assert chief.agree_stop(True, 6, store)  # asked too, later: the first request holds (after batch 6)
+    assert store.values[distribute.STOP_KEY] == "6"
+    assert worker.agree_stop(False, 6, store) and chief.agree_stop(False, 6, store)
+
+
+def test_one_host_stops_as_soon_as_it_is_asked():
+    placement = distribute.Placement.single()
+    assert placement.agree_stop(True, 1) and not placement.agree_stop(False, 1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("victim", ["algo-1", "algo-2"])
+def test_sigterm_to_one_host_stops_every_host_after_a_checkpoint(tmp_path, victim):
+    """The stop is agreed: every host ends within the grace with a reason, none waits for a collective, and the
+    chief's checkpoint is the one a rerun resumes from."""
+    _dataset(tmp_path)
+    runs = start_job(tmp_path, tmp_path / "data", {"epochs": "200", "batch_size": "4", "workers": "0",
+                                                   "host_timeout_seconds": "120"})
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while "epoch=2 " not in runs["algo-1"].log:
+        assert time.monotonic() < deadline and all(r.process.poll() is None for r in runs.values()), \
+            runs["algo-1"].log[-3000:]
+        time.sleep(0.5)
+    os.kill(runs[victim].process.pid, signal.SIGTERM)
+    stopped = time.monotonic()
+    codes = _wait_all(runs, timeout=60)
+    assert time.monotonic() - stopped < 20 and codes == {"algo-1": 143, "algo-2": 143}
+    saved = checkpoints.latest(runs["algo-1"].root / "checkpoints")
+    assert saved.step > 0 or saved.epoch >= 2  # the stop's own checkpoint, in the middle of an epoch or after it
+    for host, run in runs.items():
+        assert run.failure.startswith("stopped by SIGTERM") and run.failure.count("\n") == 1
+        assert ("another host of the job was stopped" in run.failure) == (host != victim)
+    assert str(saved.path) in runs["algo-1"].failure

@@ -79,6 +79,9 @@ def _train(args: argparse.Namespace, stop: StopRequest) -> int:
     paths = output_paths(config, env)
     placement = distribute.setup(env.hosts, env.num_gpus, config.host_timeout_seconds, env.failure_path,
                                  env.coordinator)
+    # jax.distributed.initialize installs a SIGTERM handler of its own (a preemption notifier that stops nothing) in
+    # place of ours; Python still believes ``stop`` is installed, so set it again unconditionally.
+    signal.signal(signal.SIGTERM, stop)
     try:
         training.train(config, index, validation_index, paths, placement, stop=stop)
     except Exception as exc:
