@@ -71,7 +71,8 @@ def test_serve_is_the_inference_entry_point(docker_client, training_image: str) 
         "assert 'exec video3dcnn serve' in open('/usr/local/bin/serve').read()"
     )
     config = check_image(docker_client, training_image, TRAINING_IMAGE_MAX_BYTES, probe)
-    assert config["Cmd"] == ["train"] and not config["Entrypoint"]  # `serve` replaces CMD, as `train` does
+    # `serve` replaces CMD, as `train` does; the init execs it (docker/training/init)
+    assert config["Cmd"] == ["train"] and config["Entrypoint"] == ["training-init"]
 
 
 @pytest.fixture(scope="module")

@@ -240,7 +240,7 @@ def test_hosts_that_would_resume_from_different_epochs_are_refused(tmp_path):
     runs = start_job(tmp_path, tmp_path / "data", {"epochs": "3", "workers": "0"})
     codes = _wait_all(runs)
     assert codes["algo-1"] != 0 and codes["algo-2"] != 0
-    assert "resume from different epochs (algo-1 2, algo-2 0)" in runs["algo-1"].failure
+    assert "resume from different checkpoints (epoch/batch: algo-1 2/0, algo-2 0/0)" in runs["algo-1"].failure
 
 
 DEVICES_SCRIPT = """
