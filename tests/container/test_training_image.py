@@ -19,6 +19,7 @@ from containers import (
 )
 from videos import KINDS, write_kinds
 
+from video3dcnn import checkpoints
 from video3dcnn.config import ClipSpec
 from video3dcnn.decoding import decode_clips
 
@@ -157,16 +158,17 @@ def test_docker_stop_checkpoints_within_the_grace_and_a_rerun_resumes(
     failure = (opt_ml / "output/failure").read_text(encoding="utf-8")
     assert failure.startswith("stopped by SIGTERM") and "saved checkpoint /opt/ml/checkpoints/checkpoint-algo-1-" \
         in failure.splitlines()[0], failure
-    saved = sorted(p.name for p in (opt_ml / "checkpoints").glob("*.keras"))
-    assert saved and not (opt_ml / "model/model.keras").exists() and not (opt_ml / "output/success").exists()
+    saved = checkpoints.latest(opt_ml / "checkpoints")
+    assert f"saved checkpoint /opt/ml/checkpoints/{saved.path.name} " in failure
+    assert not (opt_ml / "model/model.keras").exists() and not (opt_ml / "output/success").exists()
 
     # The rerun: SageMaker would start with a fresh output directory; the checkpoints stay.
     (opt_ml / "output/failure").unlink()
-    done = int(saved[-1].split("-epoch")[1][:4])
+    done = saved.epoch
     (opt_ml / "input/config/hyperparameters.json").write_text(json.dumps({**hyperparameters, "epochs": str(done + 1)}))
     run = run_container(docker_client, training_image, None, mounts, timeout_s=TRAINING_TIMEOUT_S)
     assert run.exit_code == 0, run.describe()
-    assert f"resuming from /opt/ml/checkpoints/{saved[-1]}" in run.logs
+    assert f"resuming from /opt/ml/checkpoints/{saved.path.name}" in run.logs
     assert (opt_ml / "model/model.keras").is_file() and (opt_ml / "output/success").exists()
     metrics = json.loads((opt_ml / "output/data/metrics.json").read_text(encoding="utf-8"))
     assert metrics["epochs_completed"] == done + 1 and metrics["resumed_from_epoch"] == done
