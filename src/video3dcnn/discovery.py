@@ -26,7 +26,9 @@ naming the folder, file or label it came from.
 
 Groups: the manifest's group column, else the UCF101 group (``<Class>_g<GG>``: clips cut from one source video), else
 the video itself. The train/validation split is decided per group by a stable hash (SHA-256) of the group id, so
-separate instances agree without talking and no group straddles the split.
+separate instances agree without talking and no group straddles the split. A class with two or more groups always
+gets at least one validation group (when the fraction is above 0): if the hash put none of them there, the class's
+group with the smallest hash goes (``validation_groups``), which every instance works out alike from the full list.
 """
 
 from __future__ import annotations
@@ -226,6 +228,26 @@ def stable_fraction(key: str, salt: str = "") -> float:
 def is_validation(group: str, val_fraction: float) -> bool:
     """Whether ``group`` belongs to the validation split (about ``val_fraction`` of all groups)."""
     return stable_fraction(group, "split:") < val_fraction
+
+
+def validation_groups(videos: Iterable[LabelledVideo], val_fraction: float) -> frozenset[str]:
+    """The groups of the validation split: ``is_validation`` ones, plus one group of each class left without any.
+
+    With few groups per class (7 groups and a fraction of 0.2) the hash alone leaves some classes with no validation
+    clip. So a class with at least two groups and none in validation gives up its group with the smallest hash
+    (still stable, and the same on every instance that lists the same videos). A class with one group keeps it
+    for training. With ``val_fraction`` 0 there is no validation split at all.
+    """
+    if val_fraction <= 0:
+        return frozenset()
+    by_class: dict[str, set[str]] = collections.defaultdict(set)
+    for video in videos:
+        by_class[video.label].add(video.group)
+    chosen = {group for groups in by_class.values() for group in groups if is_validation(group, val_fraction)}
+    for groups in by_class.values():
+        if len(groups) >= 2 and not groups & chosen:
+            chosen.add(min(groups, key=lambda group: (stable_fraction(group, "split:"), group)))
+    return frozenset(chosen)
 
 
 def in_part(relpath: str, num_parts: int, part_index: int) -> bool:

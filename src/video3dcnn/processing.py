@@ -50,9 +50,9 @@ from video3dcnn.discovery import (
     SkippedFile,
     discover,
     in_part,
-    is_validation,
     read_class_list,
     stable_fraction,
+    validation_groups,
 )
 from video3dcnn.errors import DataError, OutputError, VideoDecodeError
 from video3dcnn.files import FileLock, LockedError, write_json_atomic
@@ -426,6 +426,10 @@ class _Run:
     tally: _Tally
     run_id: str
     started: float = field(default_factory=time.monotonic)
+    validation: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        self.validation = validation_groups(self.found.videos, self.options.val_fraction)  # all videos, every part
 
     def collect(
         self, video: LabelledVideo, decoded: DecodedVideo | None, pieces: list[bytes] | None, reason: str | None
@@ -435,7 +439,7 @@ class _Run:
             logger.warning("skipped %s: %s", video.relpath, reason)
             self.tally.skipped.append(SkippedFile(video.relpath, reason or "cannot be decoded", bad=True))
             return
-        split = "validation" if is_validation(video.group, self.options.val_fraction) else "train"
+        split = "validation" if video.group in self.validation else "train"
         if frozen(decoded):
             logger.warning("%s: %s", video.relpath, FROZEN_WARNING)
             self.tally.frozen.append(video.relpath)

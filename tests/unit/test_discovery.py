@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from video3dcnn.discovery import (
+    LabelledVideo,
     discover,
     find_videos,
     in_part,
@@ -21,6 +22,7 @@ from video3dcnn.discovery import (
     read_manifest_csv,
     resolve_label_source,
     stable_fraction,
+    validation_groups,
 )
 from video3dcnn.errors import ConfigError, DataError
 
@@ -307,6 +309,23 @@ def test_split_is_stable_and_near_the_requested_fraction() -> None:
     assert set(validation) <= {group for group in groups if is_validation(group, 0.5)}  # nested as the fraction grows
     # SHA-256 based, so the same on every machine and Python version (a regression pin, not a tuned value):
     assert stable_fraction("abc") == int("ba7816bf8f01cfea", 16) / 2**64
+
+
+def test_validation_groups_give_every_class_with_two_groups_one() -> None:
+    videos = [LabelledVideo(Path(f"{c}/{g}.mp4"), f"{c}/{g}.mp4", f"C{c}", f"C{c}_g{g:02d}")
+              for c in range(8) for g in range(1, 8)] + [LabelledVideo(Path("x.mp4"), "x.mp4", "Lone", "Lone_g01")]
+    hashed = {video.group for video in videos if is_validation(video.group, 0.2)}
+    assert len({group.split("_")[0] for group in hashed}) < 8  # the hash alone misses a class (why this exists)
+    chosen = validation_groups(videos, 0.2)
+    assert hashed <= chosen
+    assert {group.split("_")[0] for group in chosen} - {"Lone"} == {f"C{c}" for c in range(8)}
+    assert ("Lone_g01" in chosen) == ("Lone_g01" in hashed)  # a class with one group is never forced
+    for c in range(8):
+        groups = {video.group for video in videos if video.label == f"C{c}"}
+        if not groups & hashed:  # exactly one added: the smallest hash
+            assert groups & chosen == {min(groups, key=lambda group: stable_fraction(group, "split:"))}
+    assert validation_groups(list(reversed(videos)), 0.2) == chosen  # order does not matter
+    assert validation_groups(videos, 0.0) == frozenset()
 
 
 @pytest.mark.parametrize(

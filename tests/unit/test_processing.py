@@ -114,6 +114,16 @@ def test_groups_never_straddle_the_split(tmp_path: Path) -> None:
     assert 0 < arrays["is_val"].sum() < len(arrays["is_val"])
 
 
+def test_every_class_with_two_groups_gets_a_validation_group(tmp_path: Path) -> None:
+    # 5 groups per class and a fraction of 0.2: the hash alone puts none of Jump's groups in validation
+    make_dataset(tmp_path / "in", groups=5, clips=1, frames=8)
+    process(tmp_path / "in", tmp_path / "out", options(val_fraction=0.2, frames=2), host="h")
+    arrays = shard_arrays(tmp_path / "out")
+    validated = {str(group).split("_")[0] for group, is_val in zip(arrays["groups"], arrays["is_val"]) if is_val}
+    assert validated == set(CLASSES)
+    assert arrays["is_val"].sum() < len(arrays["is_val"]) / 2
+
+
 def test_a_rerun_replaces_the_previous_output(dataset: Path, tmp_path: Path) -> None:
     process(dataset, tmp_path, options(shard_size=2), host="h")
     process(dataset, tmp_path, options(shard_size=100), host="h")
