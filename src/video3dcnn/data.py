@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 SUBSETS = ("train", "validation", "all")
 CACHED_WINDOWS = 3  # the window in use, the next one (prefetched) and the previous one (late batches)
 _BRIGHTNESS = 24  # +/- grey levels of the brightness augmentation
+_CONTRAST = 0.15  # contrast scaled by 1 +/- this
+_SHIFT = 0.1  # spatial shift of up to this fraction of the frame side (edges repeated)
+_TIME_SCALE = 0.15  # the clip's frames resampled at 1 +/- this speed around its middle (ends repeated)
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,8 @@ class ClipLoader(keras.utils.PyDataset):
         shuffle: shuffle shard order and clips within each window, differently every epoch.
         seed: seed of the shuffling and augmentation.
         buffer_clips: clips decoded and shuffled together (a window); memory is about three windows.
-        augment: random horizontal flips and brightness shifts (per clip, all frames alike).
+        augment: class-preserving jitter per clip (``augment_clips``): never a flip, which turns left into
+            right.
         workers: threads preparing batches ahead of the model (0 or 1: on the training thread); also the number
             of threads decoding a window's shards.
         max_queue_size: batches prepared ahead when ``workers > 1``.
@@ -326,14 +330,32 @@ class ClipLoader(keras.utils.PyDataset):
             return self._orders[key]
 
     def _augment(self, clips: np.ndarray, labels: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Flip some clips left-right and shift their brightness; labels are unchanged."""
-        rng = self._rng(2, index)
-        clips = clips.copy()
-        flip = rng.random(len(clips)) < 0.5
-        clips[flip] = clips[flip][:, :, :, ::-1]
-        shift = rng.integers(-_BRIGHTNESS, _BRIGHTNESS + 1, len(clips)).reshape(-1, 1, 1, 1, 1)
-        clips = np.clip(clips.astype(np.int16) + shift, 0, 255).astype(np.uint8)
-        return clips, labels
+        return augment_clips(clips, self._rng(2, index)), labels
+
+
+def augment_clips(clips: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Jitter each clip ``[N, T, H, W, C]`` (uint8) in ways that keep a motion class.
+
+    Per clip, all frames alike: a spatial shift of up to 10 % of the side (edge pixels repeated), brightness +/- 24
+    grey levels and contrast x(1 +/- 0.15); in time, the frames are resampled at 0.85-1.15x speed around the
+    middle frame, shifted by up to one frame (end frames repeated). Never a flip or a reversal: those change
+    direction classes (left/right, up/down, clockwise, grow/shrink).
+    """
+    count, frames, height, width = clips.shape[:4]
+    out = np.empty_like(clips)
+    max_dy, max_dx = max(1, round(_SHIFT * height)), max(1, round(_SHIFT * width))
+    middle = (frames - 1) / 2
+    for i in range(count):
+        speed = rng.uniform(1 - _TIME_SCALE, 1 + _TIME_SCALE)
+        times = np.clip(np.round(middle + (np.arange(frames) - middle) * speed + rng.integers(-1, 2)), 0, frames - 1)
+        dy, dx = int(rng.integers(-max_dy, max_dy + 1)), int(rng.integers(-max_dx, max_dx + 1))
+        padded = np.pad(clips[i, times.astype(int)], ((0, 0), (max_dy, max_dy), (max_dx, max_dx), (0, 0)), "edge")
+        shifted = padded[:, max_dy + dy : max_dy + dy + height, max_dx + dx : max_dx + dx + width].astype(np.float32)
+        contrast = rng.uniform(1 - _CONTRAST, 1 + _CONTRAST)
+        mean = shifted.mean()
+        shifted = (shifted - mean) * contrast + mean + rng.integers(-_BRIGHTNESS, _BRIGHTNESS + 1)
+        out[i] = np.clip(shifted, 0, 255).astype(np.uint8)
+    return out
 
 
 def check_compatible_with(index: DatasetIndex, classes: Sequence[str], clip_spec, other: str) -> None:

@@ -9,7 +9,7 @@ import pytest
 from trainkit import TINY_SPEC, write_dataset
 
 from video3dcnn import data
-from video3dcnn.data import ClipLoader, host_rows, split_loaders, subset_rows, validation_loader
+from video3dcnn.data import ClipLoader, augment_clips, host_rows, split_loaders, subset_rows, validation_loader
 from video3dcnn.errors import DataError
 from video3dcnn.partition import Share
 from video3dcnn.shards import Shard, read_shard, write_shard
@@ -116,6 +116,20 @@ def test_augment_keeps_labels_and_changes_pixels_deterministically(index):
     assert aug_labels.tolist() == labels.tolist() and aug_clips.dtype == np.uint8
     assert not np.array_equal(aug_clips, clips)
     np.testing.assert_array_equal(augmented[0][0], aug_clips)
+
+
+def test_augmentation_keeps_the_direction_of_motion():
+    clips = np.zeros((64, 8, 16, 16, 1), np.uint8)
+    for t in range(8):  # a bright column moving right, one pixel a frame, then another moving down
+        clips[:32, t, :, 4 + t] = 200
+        clips[32:, t, 4 + t, :] = 200
+    augmented = augment_clips(clips, np.random.default_rng(0)).astype(np.float32)
+    weights = augmented - augmented.min(axis=(2, 3, 4), keepdims=True)
+    grid = np.arange(16, dtype=np.float32)
+    x = (weights.sum(axis=(2, 4)) * grid).sum(axis=2) / weights.sum(axis=(2, 3, 4))  # centroid per clip and frame
+    y = (weights.sum(axis=(3, 4)) * grid).sum(axis=2) / weights.sum(axis=(2, 3, 4))
+    assert (x[:32, -1] > x[:32, 0] + 3).all() and (y[32:, -1] > y[32:, 0] + 3).all()
+    assert not np.array_equal(augmented.astype(np.uint8), clips)
 
 
 def test_split_uses_the_is_val_flags(index):
