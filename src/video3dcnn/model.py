@@ -10,7 +10,11 @@ Architectures:
   than ``seed`` on the validation split (docs/training.md) with ~6x fewer operations per clip.
 - ``seed``: the network of kcct-fujimotolab/3DCNN as its README results were made (the Keras 1.2, all-ReLU
   version): Conv3D 32, 32 | max-pool 3 | dropout 0.25 | Conv3D 64, 64 | max-pool 3 | dropout 0.25 | dense 512 |
-  dropout | softmax, fed raw 0-255 values like the original.
+  dropout | softmax. The original fed raw 0-255 values; here they are scaled to 0-1 first, because with raw values
+  and Adam at 1e-3 the first ReLUs saturate and die and the network stayed at chance on the hard benchmark set
+  (docs/benchmarks.md).
+- ``r2plus1d``: the ``bn`` blocks with each 3x3x3 convolution factorised into a 1x3x3 spatial and a 3x1x1 temporal
+  one, each with BatchNorm and ReLU ((2+1)D, Tran et al. 2018): twice the non-linearities for fewer weights.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ def build_model(
     if num_classes < 2:
         raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
     inputs = keras.Input(shape=tuple(input_shape), dtype=INPUT_DTYPE, name="clips")
-    body = _bn_body if arch == "bn" else _seed_body
+    body = {"bn": _bn_body, "seed": _seed_body, "r2plus1d": _r2plus1d_body}[arch]
     features = body(inputs)
     features = layers.Dropout(dropout, name="head_dropout")(features)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(features)
@@ -65,6 +69,27 @@ def _conv_bn_block(x, filters: int, pool: tuple[int, int, int] | None, name: str
     return x
 
 
+def _factorised_block(x, filters: int, pool: tuple[int, int, int] | None, name: str):
+    """Conv3D 1x3x3 -> BN -> ReLU -> Conv3D 3x1x1 -> BN -> ReLU -> optional max-pool: a (2+1)D block."""
+    for part, kernel in (("space", (1, 3, 3)), ("time", (3, 1, 1))):
+        x = layers.Conv3D(filters, kernel, padding="same", use_bias=False, name=f"{name}_{part}_conv")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"{name}_{part}_bn")(x)
+        x = layers.Activation("relu", name=f"{name}_{part}_relu")(x)
+    if pool is not None:
+        x = layers.MaxPooling3D(pool, padding="same", name=f"{name}_pool")(x)
+    return x
+
+
+def _r2plus1d_body(inputs):
+    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    for index, (filters, pool) in enumerate(_BN_BLOCKS, start=1):
+        x = _factorised_block(x, filters, pool, f"block{index}")
+    return layers.GlobalAveragePooling3D(name="pool")(x)
+
+
+_BN_BLOCKS = ((16, (1, 2, 2)), (32, (2, 2, 2)), (64, (2, 2, 2)), (128, None))
+
+
 def _bn_body(inputs):
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
     x = _conv_bn_block(x, 16, (1, 2, 2), "block1")
@@ -75,7 +100,7 @@ def _bn_body(inputs):
 
 
 def _seed_body(inputs):
-    x = layers.Rescaling(1.0, name="cast")(inputs)  # the original trained on raw 0-255 values
+    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)  # raw 0-255 (the original's) kills the ReLUs
     for index, filters in enumerate((32, 64), start=1):
         for conv in (1, 2):
             x = layers.Conv3D(filters, 3, padding="same", activation="relu", name=f"block{index}_conv{conv}")(x)
