@@ -31,6 +31,7 @@ import keras
 
 from video3dcnn import checkpoints
 from video3dcnn.callbacks import EpochCheckpoint, GracefulStop, MetricLine, NonFiniteLoss, Progress
+from video3dcnn.convergence import still_improving, warn_if_still_improving
 from video3dcnn.data import CACHED_WINDOWS, split_loaders, validation_loader
 from video3dcnn.distribute import Placement
 from video3dcnn.errors import DataError
@@ -329,6 +330,7 @@ def _write_reports(saved, config: TrainConfig, index: DatasetIndex, validation_i
     if config.export_saved_model:
         export_saved_model(saved, paths.model_dir)
     out = paths.output_data_dir
+    warn_if_still_improving(result.history)
     write_text_atomic(out / HISTORY_FILE, history_csv(result.history))
     write_json_atomic(out / METRICS_FILE, metrics_summary(config, index, result))
     if result.history.get("loss"):
@@ -370,6 +372,7 @@ def metrics_summary(config: TrainConfig, index: DatasetIndex, result: TrainResul
         best = max(range(len(history["val_accuracy"])), key=history["val_accuracy"].__getitem__)
         summary["best"] = {key: values[best] for key, values in history.items() if len(values) > best}
     summary["validation"] = result.report
+    summary["still_improving"] = still_improving(history)  # non-empty: probably under-trained (convergence.py)
     summary["resumed_from_epoch"] = result.initial_epoch
     if result.initial_step:
         summary["resumed_from_step"] = result.initial_step

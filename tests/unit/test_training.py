@@ -192,3 +192,14 @@ def test_an_interrupted_final_write_leaves_no_model_keras_and_no_temporaries(tmp
         train(TrainConfig(epochs=1, **FAST), index, None, _paths(tmp_path), ALGO_1)
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["classes.txt", "clip_spec.json"]
     assert not [p for p in (tmp_path / "output").iterdir() if p.name.startswith(".")]
+
+
+def test_metrics_json_says_when_training_was_still_improving(trained):
+    from video3dcnn.training import TrainResult, metrics_summary
+
+    _, index, _ = trained
+    rising = {"epoch": [1, 2, 3, 4, 5], "loss": [2.0, 1.5, 1.0, 0.8, 0.6], "accuracy": [0.2, 0.4, 0.6, 0.7, 0.8]}
+    summary = metrics_summary(TrainConfig(epochs=5), index, TrainResult(history=rising))
+    assert summary["still_improving"] == ["accuracy"]
+    flat = dict(rising, accuracy=[0.2, 0.9, 1.0, 1.0, 1.0])
+    assert metrics_summary(TrainConfig(epochs=5), index, TrainResult(history=flat))["still_improving"] == []
