@@ -22,7 +22,7 @@ from video3dcnn.errors import ConfigError, UnknownOptionError
 
 logger = logging.getLogger(__name__)
 
-ARCHITECTURES = ("bn", "seed", "r2plus1d")
+ARCHITECTURES = ("bn", "seed", "r2plus1d", "motion")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 LR_SCHEDULES = ("cosine", "constant")
 IGNORED_PREFIXES = ("sagemaker_",)
@@ -58,7 +58,7 @@ class TrainConfig:
     learning_rate: float = _hp(1e-3, "initial learning rate of the optimizer")
     optimizer: str = _hp("adam", "adam, rmsprop or sgd (momentum 0.9)", choices=OPTIMIZERS)
     lr_schedule: str = _hp("cosine", "cosine (decays to 0.01x over all epochs) or constant", choices=LR_SCHEDULES)
-    arch: str = _hp("bn", "bn (Conv3D+BatchNorm blocks, global pooling), seed (the original network) or r2plus1d",
+    arch: str = _hp("bn", "bn (Conv3D+BatchNorm blocks), motion (bn fed frame differences too), r2plus1d or seed",
                     choices=ARCHITECTURES)
     dropout: float = _hp(0.5, "dropout rate before the classifier")
     seed: int = _hp(0, "random seed for weights, shuffling and augmentation")

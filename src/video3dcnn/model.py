@@ -13,6 +13,9 @@ Architectures:
   dropout | softmax. The original fed raw 0-255 values; here they are scaled to 0-1 first, because with raw values
   and Adam at 1e-3 the first ReLUs saturate and die and the network stayed at chance on the hard benchmark set
   (docs/benchmarks.md).
+- ``motion``: the ``bn`` network fed each frame (from the second on) together with its difference from the previous
+  frame (6 channels for RGB): a fixed, parameter-free stem that makes what moves stand out from a still or slowly
+  panning background.
 - ``r2plus1d``: the ``bn`` blocks with each 3x3x3 convolution factorised into a 1x3x3 spatial and a 3x1x1 temporal
   one, each with BatchNorm and ReLU ((2+1)D, Tran et al. 2018): twice the non-linearities for fewer weights.
 """
@@ -52,7 +55,7 @@ def build_model(
     if num_classes < 2:
         raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
     inputs = keras.Input(shape=tuple(input_shape), dtype=INPUT_DTYPE, name="clips")
-    body = {"bn": _bn_body, "seed": _seed_body, "r2plus1d": _r2plus1d_body}[arch]
+    body = {"bn": _bn_body, "seed": _seed_body, "r2plus1d": _r2plus1d_body, "motion": _motion_body}[arch]
     features = body(inputs)
     features = layers.Dropout(dropout, name="head_dropout")(features)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(features)
@@ -87,15 +90,24 @@ def _r2plus1d_body(inputs):
     return layers.GlobalAveragePooling3D(name="pool")(x)
 
 
+def _motion_body(inputs):
+    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    later = layers.Cropping3D(((1, 0), (0, 0), (0, 0)), name="frames_from_second")(x)
+    earlier = layers.Cropping3D(((0, 1), (0, 0), (0, 0)), name="frames_to_last_but_one")(x)
+    difference = layers.Subtract(name="frame_difference")([later, earlier])
+    x = layers.Concatenate(axis=-1, name="frames_and_differences")([later, difference])
+    for index, (filters, pool) in enumerate(_BN_BLOCKS, start=1):
+        x = _conv_bn_block(x, filters, pool, f"block{index}")
+    return layers.GlobalAveragePooling3D(name="pool")(x)
+
+
 _BN_BLOCKS = ((16, (1, 2, 2)), (32, (2, 2, 2)), (64, (2, 2, 2)), (128, None))
 
 
 def _bn_body(inputs):
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
-    x = _conv_bn_block(x, 16, (1, 2, 2), "block1")
-    x = _conv_bn_block(x, 32, (2, 2, 2), "block2")
-    x = _conv_bn_block(x, 64, (2, 2, 2), "block3")
-    x = _conv_bn_block(x, 128, None, "block4")
+    for index, (filters, pool) in enumerate(_BN_BLOCKS, start=1):
+        x = _conv_bn_block(x, filters, pool, f"block{index}")
     return layers.GlobalAveragePooling3D(name="pool")(x)
 
 
