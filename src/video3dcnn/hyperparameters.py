@@ -53,19 +53,19 @@ class TrainConfig:
     Directories are strings (``None``: use the SageMaker channel or the default); ``cli/train.py`` resolves them.
     """
 
-    epochs: int = _hp(20, "passes over the training clips")
+    epochs: int = _hp(60, "passes over the training clips")
     batch_size: int = _hp(16, "clips per training step over the whole job (split over all hosts and devices)")
     learning_rate: float = _hp(1e-3, "initial learning rate of the optimizer")
     optimizer: str = _hp("adam", "adam, rmsprop or sgd (momentum 0.9)", choices=OPTIMIZERS)
     lr_schedule: str = _hp("cosine", "cosine (decays to 0.01x over all epochs) or constant", choices=LR_SCHEDULES)
-    arch: str = _hp("bn", "bn (Conv3D+BatchNorm blocks), motion (bn fed frame differences too), r2plus1d or seed",
-                    choices=ARCHITECTURES)
+    arch: str = _hp("r2plus1d", "r2plus1d ((2+1)D blocks), bn (Conv3D+BatchNorm), motion (bn fed frame differences "
+                    "too) or seed (the original network)", choices=ARCHITECTURES)
     dropout: float = _hp(0.5, "dropout rate before the classifier")
     seed: int = _hp(0, "random seed for weights, shuffling and augmentation")
     early_stopping_patience: int | None = _hp(
         None, "stop after this many epochs without a better val_loss and keep the best weights (off by default)"
     )
-    augment: bool = _hp(False, "class-preserving jitter: shifts, brightness, contrast, temporal resampling (never flips)")
+    augment: bool = _hp(True, "class-preserving jitter: shifts, brightness, contrast, temporal resampling (never flips)")
     export_saved_model: bool = _hp(
         False, "also write a TensorFlow SavedModel to <model_dir>/saved_model/1 (TensorFlow Serving; needs TensorFlow)"
     )

@@ -33,7 +33,7 @@ INPUT_DTYPE = "uint8"
 def build_model(
     input_shape: tuple[int, int, int, int],
     num_classes: int,
-    arch: str = "bn",
+    arch: str = "r2plus1d",
     dropout: float = 0.5,
 ) -> keras.Model:
     """Build an uncompiled classifier for clips of ``input_shape``.
