@@ -5,9 +5,10 @@ reshape); the model casts and rescales them itself, so loaders keep uint8 (4x le
 Only ``keras`` and ``keras.layers`` are used, so the same code runs on the TensorFlow and JAX backends.
 
 Architectures:
-- ``bn`` (default): four Conv3D + BatchNormalization + ReLU blocks, max-pooling space first and time later, then
-  global average pooling, dropout and a softmax head (keras-io ``3D_image_classification`` idiom). Measured better
-  than ``seed`` on the validation split (docs/training.md) with ~6x fewer operations per clip.
+- ``r2plus1d`` (default): see below; on the hard benchmark set it generalised best (docs/benchmarks.md).
+- ``bn``: four Conv3D + BatchNormalization + ReLU blocks, max-pooling space first and time later, then global
+  average pooling, dropout and a softmax head (keras-io ``3D_image_classification`` idiom). Measured better than
+  ``seed`` on the validation split (docs/training.md) with ~6x fewer operations per clip.
 - ``seed``: the network of kcct-fujimotolab/3DCNN as its README results were made (the Keras 1.2, all-ReLU
   version): Conv3D 32, 32 | max-pool 3 | dropout 0.25 | Conv3D 64, 64 | max-pool 3 | dropout 0.25 | dense 512 |
   dropout | softmax. The original fed raw 0-255 values; here they are scaled to 0-1 first, because with raw values
