@@ -2,7 +2,7 @@
 
 A metric counts as *still improving* when its best value over the last epochs (a fifth of them, at least two) beats
 its best value over all the epochs before by more than a tolerance: training accuracy by 0.01, ``val_loss`` by 1 %
-(relative). Either means more epochs would probably have helped; the benchmark behind this (docs/benchmarks.md) saw
+of its value and at least 0.01 (so a loss creeping from 0.003 to 0.002 once accuracy is perfect does not count). Either means more epochs would probably have helped; the benchmark behind this (docs/benchmarks.md) saw
 held-out accuracy still rising long after the default epochs when training accuracy was. No Keras here.
 """
 
@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 
 MIN_EPOCHS = 4  # fewer epochs give no "before" to compare with
 ACCURACY_GAIN = 0.01
-VAL_LOSS_GAIN = 0.01
+VAL_LOSS_GAIN = 0.01  # relative, and at least this much absolute
 
 
 def tail_length(epochs: int) -> int:
@@ -23,13 +23,12 @@ def tail_length(epochs: int) -> int:
     return max(2, epochs // 5)
 
 
-def _improved(values: Sequence[float], higher_is_better: bool, gain: float, relative: bool) -> bool:
+def _improved(values: Sequence[float], higher_is_better: bool, gain: float) -> bool:
     tail = tail_length(len(values))
     before, last = values[:-tail], values[-tail:]
     if higher_is_better:
         return max(last) > max(before) + gain
-    margin = gain * abs(min(before)) if relative else gain
-    return min(last) < min(before) - margin
+    return min(last) < min(before) - max(gain * abs(min(before)), gain)
 
 
 def still_improving(history: Mapping[str, Sequence[float]]) -> list[str]:
@@ -44,9 +43,9 @@ def still_improving(history: Mapping[str, Sequence[float]]) -> list[str]:
     """
     found = []
     accuracy, val_loss = list(history.get("accuracy") or []), list(history.get("val_loss") or [])
-    if len(accuracy) >= MIN_EPOCHS and _improved(accuracy, True, ACCURACY_GAIN, relative=False):
+    if len(accuracy) >= MIN_EPOCHS and _improved(accuracy, True, ACCURACY_GAIN):
         found.append("accuracy")
-    if len(val_loss) >= MIN_EPOCHS and _improved(val_loss, False, VAL_LOSS_GAIN, relative=True):
+    if len(val_loss) >= MIN_EPOCHS and _improved(val_loss, False, VAL_LOSS_GAIN):
         found.append("val_loss")
     return found
 
