@@ -25,6 +25,6 @@ def test_default_training_reaches_90_percent_validation_accuracy(tmp_path, monke
     assert main(["train", "--data-dir", str(tmp_path / "shards"), "--model-dir", str(tmp_path / "model"),
                  "--output-data-dir", str(tmp_path / "output")]) == 0
     metrics = json.loads((tmp_path / "output" / "metrics.json").read_text())
-    assert metrics["hyperparameters"]["arch"] == "bn" and metrics["epochs_completed"] == 20
+    assert metrics["hyperparameters"]["arch"] == "r2plus1d" and metrics["epochs_completed"] == 60
     assert metrics["validation"]["count"] >= 16
     assert metrics["validation"]["accuracy"] >= 0.9, metrics["validation"]
