@@ -55,7 +55,7 @@ class TrainConfig:
 
     epochs: int = _hp(60, "passes over the training clips")
     batch_size: int = _hp(16, "clips per training step over the whole job (split over all hosts and devices)")
-    learning_rate: float = _hp(1e-3, "initial learning rate of the optimizer")
+    learning_rate: float = _hp(3e-3, "initial learning rate of the optimizer")
     optimizer: str = _hp("adam", "adam, rmsprop or sgd (momentum 0.9)", choices=OPTIMIZERS)
     lr_schedule: str = _hp("cosine", "cosine (decays to 0.01x over all epochs) or constant", choices=LR_SCHEDULES)
     arch: str = _hp("r2plus1d", "r2plus1d ((2+1)D blocks), bn (Conv3D+BatchNorm), motion (bn fed frame differences "
