@@ -11,9 +11,9 @@ Architectures:
   ``seed`` on the validation split (docs/training.md) with ~6x fewer operations per clip.
 - ``seed``: the network of kcct-fujimotolab/3DCNN as its README results were made (the Keras 1.2, all-ReLU
   version): Conv3D 32, 32 | max-pool 3 | dropout 0.25 | Conv3D 64, 64 | max-pool 3 | dropout 0.25 | dense 512 |
-  dropout | softmax. The original fed raw 0-255 values; here they are scaled to 0-1 first, because with raw values
-  and Adam at 1e-3 the first ReLUs saturate and die and the network stayed at chance on the hard benchmark set
-  (docs/benchmarks.md).
+  dropout | softmax, fed raw 0-255 values like the original. It stays at chance on the hard benchmark set, with raw
+  or 0-1 inputs alike: it fits its training clips slowly and does not generalise (no normalisation, a dense layer
+  on the flattened map; docs/benchmarks.md).
 - ``motion``: the ``bn`` network fed each frame (from the second on) together with its difference from the previous
   frame (6 channels for RGB): a fixed, parameter-free stem that makes what moves stand out from a still or slowly
   panning background.
@@ -113,7 +113,7 @@ def _bn_body(inputs):
 
 
 def _seed_body(inputs):
-    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)  # raw 0-255 (the original's) kills the ReLUs
+    x = layers.Rescaling(1.0, name="cast")(inputs)  # the original trained on raw 0-255 values (scaling: no better)
     for index, filters in enumerate((32, 64), start=1):
         for conv in (1, 2):
             x = layers.Conv3D(filters, 3, padding="same", activation="relu", name=f"block{index}_conv{conv}")(x)
