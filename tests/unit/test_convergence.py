@@ -19,7 +19,8 @@ FLAT = [0.2, 0.6, 0.9, 0.97, 0.98, 0.98, 0.975, 0.98, 0.98, 0.98]
         ({"accuracy": FLAT}, []),  # 0.98 at the end does not beat the earlier 0.98 by 0.01
         ({"accuracy": FLAT, "val_loss": [2.0, 1.5, 1.2, 1.0, 0.9, 0.8, 0.7, 0.65, 0.6, 0.5]}, ["val_loss"]),
         ({"accuracy": RISING, "val_loss": [2.0, 1.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2]}, ["accuracy"]),
-        ({"val_loss": [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1], "accuracy": RISING}, ["accuracy", "val_loss"]),
+        ({"val_loss": [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1], "accuracy": RISING},
+         ["accuracy", "val_loss"]),
         ({"val_loss": [1.0, 0.1, 0.01, 0.004, 0.004, 0.003, 0.003, 0.003, 0.002, 0.002]}, []),  # tiny gains at ~0
         ({"accuracy": [0.1, 0.5, 0.9]}, []),  # too few epochs to tell
         ({}, []),
