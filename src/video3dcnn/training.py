@@ -224,8 +224,8 @@ def _loaders(config: TrainConfig, index: DatasetIndex, validation_index: Dataset
         augment=config.augment, workers=config.workers,
     )
     train_clips, validation_clips = subset_sizes(index, validation_index)
-    logger.info("%d training clips, %d validation clips, %d classes, clip shape %s", train_clips, validation_clips,
-                len(index.classes), index.clip_spec.shape)
+    logger.info("%d training clips, %d validation clips, %d classes, clip shape %s; Keras %s on %s", train_clips,
+                validation_clips, len(index.classes), index.clip_spec.shape, keras.__version__, keras.backend.backend())
     if share.replicas > 1:
         logger.info("batch_size %d over %d replicas (%d hosts x %d devices): %d clips per step, %d per host, %d per "
                     "device; %d steps per epoch", config.batch_size, share.replicas, share.hosts, share.devices,
@@ -378,6 +378,7 @@ def metrics_summary(config: TrainConfig, index: DatasetIndex, result: TrainResul
         summary["resumed_from_step"] = result.initial_step
     summary["seconds"] = round(result.seconds, 1)
     summary["hyperparameters"] = config.hyperparameters()
+    summary["keras_backend"] = keras.backend.backend()
     summary["classes"] = list(index.classes)
     summary["clip_spec"] = index.clip_spec.to_dict()
     return summary

@@ -48,6 +48,7 @@ def run_container(
     entrypoint: list[str] | None = None,
     timeout_s: float = PROCESSING_TIMEOUT_S,
     extra_hosts: dict[str, str] | None = None,
+    environment: dict[str, str] | None = None,
 ) -> ContainerRun:
     """Run ``image`` to completion without network, print its log, and remove it.
 
@@ -58,6 +59,7 @@ def run_container(
         entrypoint: replaces the image's ENTRYPOINT when given.
         timeout_s: the container is killed, and the test fails, after this many seconds.
         extra_hosts: more /etc/hosts entries (name -> address) besides this container's own name.
+        environment: variables added to the image's (``docker run -e``).
     """
     binds = {}
     for host_path, target in (volumes or {}).items():
@@ -65,7 +67,7 @@ def run_container(
         binds[str(Path(host_path).resolve())] = {"bind": path, "mode": mode or "rw"}
     container = client.containers.run(
         image, command, entrypoint=entrypoint, volumes=binds, detach=True, network_mode="none",
-        hostname=HOST, extra_hosts={HOST: "127.0.0.1", **(extra_hosts or {})},
+        hostname=HOST, extra_hosts={HOST: "127.0.0.1", **(extra_hosts or {})}, environment=environment,
     )  # fmt: skip
     try:
         try:

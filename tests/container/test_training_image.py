@@ -74,6 +74,28 @@ def test_training_job_writes_model_and_success(
     assert (opt_ml / "output/success").exists() and not (opt_ml / "output/failure").exists()
     assert (opt_ml / "output/data/metrics.json").is_file()
     assert "epoch=1 " in run.logs  # the line SageMaker metric definitions parse
+    assert json.loads((opt_ml / "output/data/metrics.json").read_text())["keras_backend"] == "jax"  # the image's
+
+
+@pytest.mark.slow
+def test_a_single_host_job_can_train_on_tensorflow(
+    docker_client, training_image: str, processed_data: Path, opt_ml: Path
+) -> None:
+    """README: on CPU instances a one-host job trains several times faster with KERAS_BACKEND=tensorflow (the
+    Estimator's ``environment``); the model it writes is the same Keras file, served by the image on JAX."""
+    mounts = training_tree(opt_ml, processed_data, {"epochs": "1", "batch_size": "4"})
+    run = run_container(docker_client, training_image, None, mounts, timeout_s=TRAINING_TIMEOUT_S,
+                        environment={"KERAS_BACKEND": "tensorflow"})  # fmt: skip
+    assert run.exit_code == 0, run.describe()
+    assert "on tensorflow" in run.logs and (opt_ml / "output/success").exists()
+    assert json.loads((opt_ml / "output/data/metrics.json").read_text())["keras_backend"] == "tensorflow"
+    probe = run_container(
+        docker_client, training_image,
+        ["-c", "import keras; m = keras.saving.load_model('/model/model.keras'); print(keras.backend.backend(), "
+               "m.input_shape)"],
+        {opt_ml / "model": "/model:ro"}, entrypoint=["python"],
+    )  # fmt: skip
+    assert probe.exit_code == 0 and "jax (None, 8, " in probe.logs, probe.describe()
 
 
 @pytest.mark.slow
