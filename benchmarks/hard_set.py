@@ -10,8 +10,9 @@ Each video is composed from:
   ``MoveLeft``, ``MoveRight``, ``CircleCW``, ``CircleCCW`` (one turn, clockwise or not), ``Grow``, ``Shrink`` (side x2 or /2);
 - a distractor, a disc of another colour drifting along a random straight line for the whole video.
 
-Frame size (64x64 to 120x160), frame rate (15-30 fps) and duration (1.6-3.2 s) vary per video; files are MPEG-4
-Part 2 ``.mp4`` written by OpenCV, in UCF101's layout ``<split>/<Class>/v_<Class>_gGG_cCC.mp4``. Clips of one group
+Frame size (64x64 to 120x160), frame rate (15-30 fps) and duration (1.6-3.2 s) vary per video; the codec varies per
+group, written by OpenCV: MPEG-4 Part 2 in ``.mp4``, XviD in ``.avi`` or Motion JPEG in ``.avi`` (``CODECS``), in
+UCF101's layout ``<split>/<Class>/v_<Class>_gGG_cCC.<ext>``. Clips of one group
 share a background window (source clip, start, crop, pan), like UCF101 groups. Training groups take their background
 from the first 70 % of each source clip's frames, test groups from the last 30 %, so the test groups are held out
 as sources, not only as files. Everything is seeded: the same arguments give the same videos.
@@ -188,18 +189,24 @@ def compose_video(label: str, bg: Background, rng: np.random.Generator, num_fram
     return frames
 
 
+# (OpenCV fourcc, extension); a group's codec follows from its class and number, so choosing one draws nothing from
+# the random generator and the frames are those of the set as first recorded (all MPEG-4 Part 2 .mp4).
+CODECS = (("mp4v", ".mp4"), ("XVID", ".avi"), ("MJPG", ".avi"))
+
+
 def write_split(root: Path, sources: dict, rng: np.random.Generator, groups: int, clips: int, held_out: bool) -> int:
     """Write ``len(CLASSES) * groups * clips`` videos under ``root``; return the count."""
     count = 0
-    for label in CLASSES:
+    for class_number, label in enumerate(CLASSES):
         for group in range(1, groups + 1):
+            fourcc, extension = CODECS[(class_number + group) % len(CODECS)]
             size = SIZES[rng.integers(len(SIZES))]
             fps = FPS[rng.integers(len(FPS))]
             num_frames = int(round(fps * rng.uniform(1.6, 3.2)))
             bg = choose_background(sources, rng, held_out, size, num_frames)
             for clip in range(1, clips + 1):
                 frames = compose_video(label, bg, rng, num_frames, size)
-                write_video(root / label / f"v_{label}_g{group:02d}_c{clip:02d}.mp4", frames, fps)
+                write_video(root / label / f"v_{label}_g{group:02d}_c{clip:02d}{extension}", frames, fps, fourcc)
                 count += 1
     return count
 
