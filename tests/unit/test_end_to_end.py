@@ -31,7 +31,7 @@ def test_videos_to_predictions(tmp_path, monkeypatch):
     assert main(["process", "--input", str(videos), "--output", str(shards), "--workers", "1", "--frames", "8",
                  "--size", "16x16", "--val-fraction", "0.5"]) == 0
     assert main(["train", "--data-dir", str(shards), "--model-dir", str(model), "--output-data-dir", str(out),
-                 "--epochs", "20", "--batch-size", "8", "--workers", "2", "--augment", "false",
+                 "--epochs", "40", "--batch-size", "8", "--workers", "2", "--augment", "false",
                  "--arch", "bn", "--learning-rate", "0.001"]) == 0
     classes = (model / "classes.txt").read_text().split()
     assert classes == ["MoveDown", "MoveLeft", "MoveRight", "MoveUp"]
@@ -45,7 +45,9 @@ def test_videos_to_predictions(tmp_path, monkeypatch):
     # nothing, a class order that differs between train and predict, or predict decoding videos otherwise than
     # processing did, all fail here. (Generalising to unseen groups is test_accuracy's job, on more videos.)
     # Augmentation is off and the arch and learning rate are the earlier defaults: this checks that the pipeline
-    # memorises what it saw in 40 steps, which jitter slows down and r2plus1d at lr 0.003 did not do in 40 steps.
+    # memorises what it saw in 80 steps (14 training clips since every class keeps a validation group: 40 steps left
+    # BatchNorm's moving statistics short of the training ones, and one video wrong on JAX), which jitter slows down
+    # and r2plus1d at lr 0.003 did not do in 40 steps.
     is_val = _split_of_each_video(shards)
     trained_on = [row for row in rows if not is_val[Path(row["path"]).relative_to(videos).as_posix()]]
     assert len(trained_on) >= 12
