@@ -281,7 +281,11 @@ def test_two_devices_on_one_host_train_one_model_on_split_batches(tmp_path):
     one = _train_on_devices(tmp_path, devices=1)
     assert (two["devices"], one["devices"]) == (2, 1)
     assert "DataParallel over 2 devices" in two["log"] and "4 clips per step, 4 per host, 2 per device" in two["log"]
-    assert two["loss"] == pytest.approx(one["loss"], rel=1e-3)
+    # Summing over two devices rounds differently, and training grows the difference: on an AMD EPYC the losses of
+    # epochs 1-3 differed by 6e-5, 3e-4 and 1.7e-3 (relative). Statistics or a loss per device (2 clips) instead of
+    # per batch move the first epoch's loss by about 2 % and the second's several-fold (measured with batches of 2).
+    assert two["loss"][0] == pytest.approx(one["loss"][0], rel=1e-3)
+    assert two["loss"] == pytest.approx(one["loss"], rel=1e-2)
     assert two["val_accuracy"] == pytest.approx(one["val_accuracy"], abs=1e-6)
 
 
