@@ -426,7 +426,7 @@ class _Run:
     tally: _Tally
     run_id: str
     started: float = field(default_factory=time.monotonic)
-    validation: frozenset[str] = frozenset()
+    validation: frozenset[str] = field(init=False)  # the groups of the validation split, from ``found``
 
     def __post_init__(self) -> None:
         self.validation = validation_groups(self.found.videos, self.options.val_fraction)  # all videos, every part
